@@ -1,0 +1,5 @@
+//! The legal domain, pure: no async, no tonic, no sled, no clock read (`now` is an argument).
+
+pub mod ids;
+pub mod instruction;
+pub mod notice;

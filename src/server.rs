@@ -1,0 +1,155 @@
+//! `run(listener, options, clock, shutdown)`: open the store, build mutual TLS, start the hub's
+//! writer, serve the three audiences plus health and reflection, and drain on shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::clock::SharedClock;
+use crate::hub::{Hub, HubConfig};
+use crate::participants::Registry;
+use crate::proto::stophub::bank::v1::bank_service_server::BankServiceServer;
+use crate::proto::stophub::oversight::v1::oversight_service_server::OversightServiceServer;
+use crate::proto::stophub::police::v1::police_service_server::PoliceServiceServer;
+use crate::service::bank::BankApi;
+use crate::service::oversight::OversightApi;
+use crate::service::police::PoliceApi;
+use crate::store::Store;
+
+/// Largest request or response message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Where the hub's TLS material is.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that client certificates must chain to.
+    pub ca: PathBuf,
+    /// The hub's certificate chain and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub tls: TlsFiles,
+    pub participants: PathBuf,
+    pub hub: HubConfig,
+    /// How long shutdown waits for open calls before it stops anyway.
+    pub grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Registry(#[from] crate::participants::RegistryError),
+    #[error("cannot read {path}: {source}")]
+    Tls {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] crate::error::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|source| ServerError::Tls {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Serves until `shutdown` completes, then drains within the grace period.
+pub async fn run(
+    listener: TcpListener,
+    options: ServeOptions,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let registry = Arc::new(Registry::load(&options.participants)?);
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(&options.tls.cert)?,
+            read(&options.tls.key)?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(&options.tls.ca)?))
+        .client_auth_optional(false);
+
+    let store = Arc::new(Store::open(&options.data_dir)?);
+    let token = CancellationToken::new();
+    let (hub, writer) = Hub::start(store, registry, options.hub.clone(), clock, token.clone())?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<PoliceServiceServer<PoliceApi>>().await;
+    health.set_serving::<BankServiceServer<BankApi>>().await;
+    health
+        .set_serving::<OversightServiceServer<OversightApi>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let police = PoliceServiceServer::new(PoliceApi { hub: hub.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let bank = BankServiceServer::new(BankApi { hub: hub.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let oversight = OversightServiceServer::new(OversightApi { hub: hub.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    drop(hub);
+
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, data_dir = %options.data_dir.display(), "stophub serving (mutual TLS)");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let signal = {
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: closing streams and draining");
+            token.cancel();
+        }
+    };
+    let serve = Server::builder()
+        .tls_config(tls)?
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(police)
+        .add_service(bank)
+        .add_service(oversight)
+        .serve_with_incoming_shutdown(incoming, signal);
+    let mut serve = Box::pin(serve);
+    let grace = options.grace;
+    let result = tokio::select! {
+        r = &mut serve => r.map_err(ServerError::from),
+        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "grace period over; closing the remaining connections");
+            Ok(())
+        }
+    };
+    drop(serve);
+    // Everything a caller was answered for is durable already; this syncs the rest.
+    writer.stop().await;
+    tracing::info!("stophub stopped");
+    result
+}

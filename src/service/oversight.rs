@@ -1,0 +1,100 @@
+//! `stophub.oversight.v1.OversightService`: read-only.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::auth::{self, Role};
+use crate::domain::instruction::State;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::proto::stophub::oversight::v1::oversight_service_server::OversightService;
+use crate::proto::stophub::oversight::v1::*;
+use crate::service::convert;
+
+pub struct OversightApi {
+    pub hub: Arc<Hub>,
+}
+
+/// At most this many records are examined per page, so that a narrow filter cannot make one
+/// call scan the whole store; the page then ends early with a token to continue.
+const SCAN_BUDGET: usize = 20_000;
+
+#[tonic::async_trait]
+impl OversightService for OversightApi {
+    async fn list_instructions(
+        &self,
+        req: Request<ListInstructionsRequest>,
+    ) -> Result<Response<ListInstructionsResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let req = req.into_inner();
+        let page_size = match req.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(Error::invalid("page_size", "must be 0-1000").into()),
+        };
+        let states = req
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| convert::state_from_proto(&format!("states[{i}]"), *s))
+            .collect::<Result<Vec<State>, _>>()?;
+        let from = req
+            .created_from
+            .as_ref()
+            .map(|t| convert::timestamp_from_proto("created_from", Some(t)))
+            .transpose()?;
+        let to = req
+            .created_to
+            .as_ref()
+            .map(|t| convert::timestamp_from_proto("created_to", Some(t)))
+            .transpose()?;
+        if !req.page_token.is_empty() && !req.page_token.starts_with('I') {
+            return Err(Error::invalid("page_token", "is not a token this hub issued").into());
+        }
+        let mut out = Vec::new();
+        let mut last_key = String::new();
+        let mut exhausted = true;
+        for (scanned, entry) in self
+            .hub
+            .store()
+            .instructions_after(&req.page_token)
+            .enumerate()
+        {
+            if out.len() == page_size || scanned == SCAN_BUDGET {
+                exhausted = false;
+                break;
+            }
+            let (key, rec) = entry?;
+            last_key = key;
+            let keep = (states.is_empty() || states.contains(&rec.state))
+                && (req.institution_code.is_empty() || rec.institution() == req.institution_code)
+                && (req.case_reference.is_empty() || rec.case_reference == req.case_reference)
+                && from.is_none_or(|f| rec.created_at >= f)
+                && to.is_none_or(|t| rec.created_at < t);
+            if keep {
+                out.push(convert::instruction_to_proto(&rec));
+            }
+        }
+        Ok(Response::new(ListInstructionsResponse {
+            instructions: out,
+            next_page_token: if exhausted { String::new() } else { last_key },
+        }))
+    }
+
+    async fn get_instruction(
+        &self,
+        req: Request<GetInstructionRequest>,
+    ) -> Result<Response<GetInstructionResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let id = &req.get_ref().instruction_id;
+        let rec = self
+            .hub
+            .store()
+            .instruction(id)?
+            .ok_or_else(|| Error::NotFound(format!("instruction_id: no instruction {id:?}")))?;
+        Ok(Response::new(GetInstructionResponse {
+            instruction: Some(convert::instruction_to_proto(&rec)),
+        }))
+    }
+}

@@ -1,0 +1,84 @@
+//! `stophub.police.v1.PoliceService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::auth::{self, Caller, Role};
+use crate::domain::notice::NoticeRecord;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::proto::stophub::police::v1::police_service_server::PoliceService;
+use crate::proto::stophub::police::v1::*;
+use crate::service::convert;
+use crate::watch::{self, WatchStream};
+
+pub struct PoliceApi {
+    pub hub: Arc<Hub>,
+}
+
+impl PoliceApi {
+    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Error> {
+        auth::caller(req, self.hub.registry(), Role::Police)
+    }
+
+    /// The notice, if it is the caller's own.
+    fn own_notice(&self, caller: &Caller, notice_id: &str) -> Result<NoticeRecord, Error> {
+        let notice = self
+            .hub
+            .store()
+            .notice(notice_id)?
+            .ok_or_else(|| Error::NotFound(format!("notice_id: no notice {notice_id:?}")))?;
+        if notice.police_agency != caller.org {
+            return Err(Error::PermissionDenied(format!(
+                "notice {notice_id} belongs to another agency; {} sees only its own notices",
+                caller.org
+            )));
+        }
+        Ok(notice)
+    }
+}
+
+#[tonic::async_trait]
+impl PoliceService for PoliceApi {
+    async fn submit_notice(
+        &self,
+        req: Request<SubmitNoticeRequest>,
+    ) -> Result<Response<SubmitNoticeResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let notice = convert::new_notice(
+            req.get_ref(),
+            self.hub.registry(),
+            self.hub.config(),
+            self.hub.now(),
+        )?;
+        let done = self.hub.submit(&caller.org, notice).await?;
+        Ok(Response::new(SubmitNoticeResponse {
+            notice: Some(convert::notice_to_proto(&done.notice, &done.instructions)),
+            replayed: done.replayed,
+        }))
+    }
+
+    async fn get_notice(
+        &self,
+        req: Request<GetNoticeRequest>,
+    ) -> Result<Response<GetNoticeResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let notice = self.own_notice(&caller, &req.get_ref().notice_id)?;
+        let instructions = self.hub.notice_instructions(&notice)?;
+        Ok(Response::new(GetNoticeResponse {
+            notice: Some(convert::notice_to_proto(&notice, &instructions)),
+        }))
+    }
+
+    type WatchNoticeStream = WatchStream;
+
+    async fn watch_notice(
+        &self,
+        req: Request<WatchNoticeRequest>,
+    ) -> Result<Response<Self::WatchNoticeStream>, Status> {
+        let caller = self.caller(&req)?;
+        let notice = self.own_notice(&caller, &req.get_ref().notice_id)?;
+        Ok(Response::new(watch::watch(self.hub.clone(), notice)))
+    }
+}

@@ -1,0 +1,257 @@
+//! The end-to-end harness: a real hub on 127.0.0.1 port 0, real mutual TLS with certificates
+//! minted for this run, a manual clock, and clients per role.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stophub::client::{self, ClientTls};
+use stophub::clock::ManualClock;
+use stophub::hub::HubConfig;
+use stophub::participants::{self, ParticipantsFile};
+use stophub::proto::stophub::bank::v1::bank_service_client::BankServiceClient;
+use stophub::proto::stophub::common::v1 as pb;
+use stophub::proto::stophub::oversight::v1::oversight_service_client::OversightServiceClient;
+use stophub::proto::stophub::police::v1::SubmitNoticeRequest;
+use stophub::proto::stophub::police::v1::police_service_client::PoliceServiceClient;
+use stophub::server::{ServeOptions, TlsFiles};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub struct TestHub {
+    pub dir: Arc<TempDir>,
+    pub addr: std::net::SocketAddr,
+    pub clock: ManualClock,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), stophub::server::ServerError>>>,
+}
+
+impl TestHub {
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// A fresh hub with the demo participants and new certificates.
+    pub async fn start() -> TestHub {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let file = participants::demo();
+        stophub::certs::mint_dev(&dir.path().join("certs"), &file, &[]).expect("mint certs");
+        std::fs::write(dir.path().join("participants.toml"), file.to_toml()).expect("participants");
+        Self::start_in(dir, ManualClock::starting_now()).await
+    }
+
+    /// A hub over an existing directory (certificates, participants and data).
+    pub async fn start_in(dir: Arc<TempDir>, clock: ManualClock) -> TestHub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let certs = dir.path().join("certs");
+        let options = ServeOptions {
+            data_dir: dir.path().join("data"),
+            tls: TlsFiles {
+                ca: certs.join("ca.pem"),
+                cert: certs.join("server.pem"),
+                key: certs.join("server-key.pem"),
+            },
+            participants: dir.path().join("participants.toml"),
+            hub: HubConfig::default(),
+            grace: Duration::from_secs(5),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(stophub::server::run(
+            listener,
+            options,
+            Arc::new(clock.clone()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TestHub {
+            dir,
+            addr,
+            clock,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the hub and waits until it has drained and synced.
+    pub async fn stop(mut self) -> (Arc<TempDir>, ManualClock) {
+        self.shutdown().await;
+        (self.dir.clone(), self.clock.clone())
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the hub stops within 30 s")
+                .expect("the hub task does not panic");
+            result.expect("the hub ran without error");
+        }
+    }
+
+    /// Stops and starts again on the same data, on a new port.
+    pub async fn restart(self) -> TestHub {
+        let (dir, clock) = self.stop().await;
+        TestHub::start_in(dir, clock).await
+    }
+
+    pub fn tls_for(&self, role: &str, org: &str) -> ClientTls {
+        let certs = self.certs_dir();
+        let stem = stophub::certs::client_stem(role, org);
+        ClientTls::from_files(
+            &certs.join("ca.pem"),
+            &certs.join(format!("{stem}.pem")),
+            &certs.join(format!("{stem}-key.pem")),
+            "localhost",
+        )
+        .expect("client certs")
+    }
+
+    pub async fn channel(&self, role: &str, org: &str) -> Channel {
+        self.channel_with(&self.tls_for(role, org)).await
+    }
+
+    pub async fn channel_with(&self, tls: &ClientTls) -> Channel {
+        // The server task may not have reached accept yet; retry briefly.
+        let mut last = None;
+        for _ in 0..50 {
+            match client::connect(&self.url(), tls).await {
+                Ok(c) => return c,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cannot connect: {last:?}");
+    }
+
+    pub async fn police(&self, org: &str) -> PoliceServiceClient<Channel> {
+        client::police(self.channel("police", org).await)
+    }
+    pub async fn bank(&self, org: &str) -> BankServiceClient<Channel> {
+        client::bank(self.channel("bank", org).await)
+    }
+    pub async fn oversight(&self, org: &str) -> OversightServiceClient<Channel> {
+        client::oversight(self.channel("oversight", org).await)
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Writes a participants file that adds `extra` to the demo set, for tests that need more.
+pub fn write_participants(path: &Path, file: &ParticipantsFile) {
+    std::fs::write(path, file.to_toml()).expect("participants");
+}
+
+/// Polls `check` until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("condition not met within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Receives the next message of a stream within 10 s.
+pub async fn next<T>(stream: &mut tonic::Streaming<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a message within 10 s")
+        .expect("stream error")
+        .expect("stream ended early")
+}
+
+/// Asserts that nothing arrives on the stream for a short while.
+pub async fn nothing_more<T: std::fmt::Debug>(stream: &mut tonic::Streaming<T>) {
+    if let Ok(msg) = tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
+        let msg = msg.expect("stream error");
+        assert!(msg.is_none(), "unexpected message: {msg:?}");
+    }
+}
+
+pub fn ts(ms: i64) -> prost_types::Timestamp {
+    stophub::service::convert::timestamp_to_proto(stophub::domain::ids::Timestamp::from_millis(ms))
+}
+
+pub fn now_ms(hub: &TestHub) -> i64 {
+    use stophub::clock::Clock;
+    hub.clock.now().millis()
+}
+
+pub fn suspect(institution: &str, account: &str, amount_fen: i64) -> pb::SuspectAccount {
+    let kind = if matches!(institution, "ALIPAY" | "TENPAY") {
+        pb::AccountKind::PaymentAccount
+    } else {
+        pb::AccountKind::BankAccount
+    };
+    pb::SuspectAccount {
+        institution_code: institution.into(),
+        account_number: account.into(),
+        account_name: "Wang Wu".into(),
+        account_kind: kind as i32,
+        amount_fen,
+    }
+}
+
+/// A valid stop-payment notice for the given suspects.
+pub fn notice(
+    hub: &TestHub,
+    request_id: &str,
+    suspects: Vec<pb::SuspectAccount>,
+) -> SubmitNoticeRequest {
+    SubmitNoticeRequest {
+        request_id: request_id.into(),
+        case_reference: "SZ-2026-0001".into(),
+        action: pb::Action::StopPayment as i32,
+        victim_transfer: Some(pb::VictimTransfer {
+            institution_code: "CCB".into(),
+            account_number: "6217000011112222".into(),
+            account_name: "Li Si".into(),
+            currency: "CNY".into(),
+            amount_fen: 5_000_000,
+            transfer_time: Some(ts(now_ms(hub) - 3_600_000)),
+            transaction_reference: "CCB-TX-778899".into(),
+        }),
+        suspect_accounts: suspects,
+    }
+}
+
+pub fn executed(
+    amount_fen: i64,
+    at_ms: i64,
+) -> stophub::proto::stophub::bank::v1::acknowledge_request::Outcome {
+    stophub::proto::stophub::bank::v1::acknowledge_request::Outcome::Executed(pb::Executed {
+        amount_held_fen: amount_fen,
+        balance_fen: 123,
+        executed_at: Some(ts(at_ms)),
+    })
+}
