@@ -16,6 +16,7 @@
 //!   tests and benchmarks. [`error`]: the one mapping to gRPC status codes.
 
 pub mod auth;
+pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod client;

@@ -38,6 +38,8 @@ enum Command {
     Bank(cli::BankArgs),
     /// Oversight client: list and read instructions.
     Oversight(cli::OversightArgs),
+    /// Measure durable submissions per second and their latency (starts its own hub by default).
+    Bench(stophub::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
             Command::Police(args) => cli::police(args).await,
             Command::Bank(args) => cli::bank(args).await,
             Command::Oversight(args) => cli::oversight(args).await,
+            Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

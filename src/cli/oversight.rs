@@ -1,0 +1,122 @@
+//! `stophub oversight list | get`: the central bank's read-only view of every instruction.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::render::{self, StateName};
+use super::{Conn, EXIT_CODES, time};
+use crate::client;
+use crate::proto::stophub::oversight::v1::{GetInstructionRequest, ListInstructionsRequest};
+
+const ROLE: &str = "oversight";
+const DEFAULT_ORG: &str = "PBOC";
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct OversightArgs {
+    #[command(flatten)]
+    pub(super) conn: Conn,
+    #[command(subcommand)]
+    command: OversightCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum OversightCommand {
+    /// List instructions matching every filter given, oldest first.
+    #[command(after_help = EXIT_CODES)]
+    List(ListArgs),
+    /// Show one instruction in full.
+    #[command(after_help = EXIT_CODES)]
+    Get {
+        /// The instruction id (`I...`).
+        instruction_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only instructions in this state; repeat or separate with commas for several.
+    #[arg(long, value_name = "STATE", value_enum, value_delimiter = ',')]
+    state: Vec<StateName>,
+    /// Only instructions addressed to this institution.
+    #[arg(long, value_name = "CODE")]
+    institution: Option<String>,
+    /// Only instructions of this case.
+    #[arg(long = "case", value_name = "REF")]
+    case: Option<String>,
+    /// Only instructions the hub accepted at or after this instant (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse)]
+    from: Option<prost_types::Timestamp>,
+    /// Only instructions the hub accepted before this instant (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse)]
+    to: Option<prost_types::Timestamp>,
+    /// At most this many per page, 1-1000 [default: the hub's, 100].
+    #[arg(long, value_name = "N")]
+    page_size: Option<u32>,
+    /// Continue from the token printed at the end of the previous page.
+    #[arg(long, value_name = "TOKEN")]
+    page_token: Option<String>,
+    /// Fetch every page, not just the first.
+    #[arg(long)]
+    all: bool,
+}
+
+impl ListArgs {
+    fn request(&self, page_token: String) -> ListInstructionsRequest {
+        ListInstructionsRequest {
+            states: self.state.iter().map(|s| s.to_proto() as i32).collect(),
+            institution_code: self.institution.clone().unwrap_or_default(),
+            case_reference: self.case.clone().unwrap_or_default(),
+            created_from: self.from,
+            created_to: self.to,
+            page_size: self.page_size.unwrap_or_default(),
+            page_token,
+        }
+    }
+}
+
+pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
+    let out = args.conn.out();
+    let mut client = client::oversight(args.conn.channel(ROLE, DEFAULT_ORG).await?);
+    match args.command {
+        OversightCommand::List(list) => {
+            let mut token = list.page_token.clone().unwrap_or_default();
+            loop {
+                let page = client
+                    .list_instructions(list.request(token))
+                    .await?
+                    .into_inner();
+                for i in &page.instructions {
+                    out.emit(
+                        || render::instruction_line(i),
+                        || json!({ "event": "instruction", "instruction": render::instruction_json(i) }),
+                    )?;
+                }
+                token = page.next_page_token;
+                if token.is_empty() {
+                    return Ok(());
+                }
+                if !list.all {
+                    return out.emit(
+                        || format!("more: repeat with --page-token {token}"),
+                        || json!({ "event": "next_page", "next_page_token": token }),
+                    );
+                }
+            }
+        }
+        OversightCommand::Get { instruction_id } => {
+            let response = client
+                .get_instruction(GetInstructionRequest { instruction_id })
+                .await?
+                .into_inner();
+            let i = response
+                .instruction
+                .context("the hub answered without an instruction")?;
+            out.emit(
+                || render::instruction_detail(&i),
+                || json!({ "event": "instruction", "instruction": render::instruction_json(&i) }),
+            )
+        }
+    }
+}
