@@ -181,12 +181,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut bank = client::bank(connect(&target, "bank", institution).await?);
         let delivered = delivered.clone();
         tokio::spawn(async move {
-            if let Ok(resp) = bank
-                .subscribe(SubscribeRequest {
-                    after_sequence: u64::MAX,
-                })
-                .await
-            {
+            if let Ok(resp) = bank.subscribe(SubscribeRequest { after_sequence: 0 }).await {
                 let mut stream = resp.into_inner();
                 while let Ok(Some(_)) = stream.message().await {
                     delivered.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 
 pub mod keys;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 const FORMAT_V1: u8 = 1;
 
 /// The trees a commit can write to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TreeId {
     Notices = 0,
     Instructions = 1,
@@ -32,29 +33,43 @@ pub enum TreeId {
 
 const TREE_NAMES: [&str; 5] = ["notices", "instructions", "requests", "outbox", "unacked"];
 
-/// The writes of one transition, committed atomically.
+/// Writes staged for one atomic commit, readable before they are committed (so that later
+/// commands of the same batch see earlier ones).
 #[derive(Debug, Default)]
 pub struct Writes {
     ops: Vec<(TreeId, Vec<u8>, Option<Vec<u8>>)>,
+    /// (tree, key) -> index of the latest op on it.
+    index: HashMap<(TreeId, Vec<u8>), usize>,
 }
 
 impl Writes {
+    fn push(&mut self, tree: TreeId, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.index.insert((tree, key.clone()), self.ops.len());
+        self.ops.push((tree, key, value));
+    }
     pub fn put<V: Serialize>(&mut self, tree: TreeId, key: impl Into<Vec<u8>>, value: &V) {
-        self.ops.push((tree, key.into(), Some(encode(value))));
+        self.push(tree, key.into(), Some(encode(value)));
     }
     pub fn put_raw(&mut self, tree: TreeId, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push((tree, key.into(), Some(value.into())));
+        self.push(tree, key.into(), Some(value.into()));
     }
     pub fn remove(&mut self, tree: TreeId, key: impl Into<Vec<u8>>) {
-        self.ops.push((tree, key.into(), None));
+        self.push(tree, key.into(), None);
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+    /// The staged value of a key: `Some(None)` when staged for removal, `None` when untouched.
+    pub fn staged(&self, tree: TreeId, key: &[u8]) -> Option<Option<&[u8]>> {
+        let i = *self.index.get(&(tree, key.to_vec()))?;
+        Some(self.ops[i].2.as_deref())
     }
 }
 
 pub struct Store {
     db: sled::Db,
+    /// How many durable syncs have run (group commit makes this far fewer than writes).
+    syncs: std::sync::atomic::AtomicU64,
     trees: Vec<sled::Tree>,
     /// The database file, kept open to fdatasync it after sled's flush.
     db_file: File,
@@ -92,7 +107,12 @@ impl Store {
         let db_path = dir.join("db");
         let db_file = File::open(&db_path)
             .map_err(|e| Error::Store(format!("cannot open {}: {e}", db_path.display())))?;
-        Ok(Store { db, trees, db_file })
+        Ok(Store {
+            db,
+            syncs: Default::default(),
+            trees,
+            db_file,
+        })
     }
 
     pub fn tree(&self, id: TreeId) -> &sled::Tree {
@@ -131,13 +151,19 @@ impl Store {
 
     /// Makes every commit so far durable on stable storage.
     pub fn sync(&self) -> Result<()> {
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.db.flush()?;
         self.db_file
             .sync_data()
             .map_err(|e| Error::Store(format!("fdatasync failed: {e}")))
     }
 
-    fn get<V: DeserializeOwned>(&self, tree: TreeId, key: &[u8]) -> Result<Option<V>> {
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn get<V: DeserializeOwned>(&self, tree: TreeId, key: &[u8]) -> Result<Option<V>> {
         match self.tree(tree).get(key)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
