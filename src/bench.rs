@@ -131,6 +131,7 @@ fn notice(run: u64, n: u64, accounts: usize, institutions: &[String]) -> SubmitN
                 account_name: "Bench Suspect".into(),
                 account_kind: kind as i32,
                 amount_fen: 10_000,
+                ..Default::default()
             }
         })
         .collect();
@@ -148,6 +149,7 @@ fn notice(run: u64, n: u64, accounts: usize, institutions: &[String]) -> SubmitN
             transaction_reference: "BENCH-TX".into(),
         }),
         suspect_accounts: suspects,
+        ..Default::default()
     }
 }
 

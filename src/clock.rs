@@ -5,10 +5,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use tokio::sync::watch;
+
 use crate::domain::ids::Timestamp;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+    /// For clocks that jump (test clocks): a receiver that changes whenever the clock is moved,
+    /// so that the timer task re-checks instead of sleeping in real time.
+    fn changes(&self) -> Option<watch::Receiver<i64>> {
+        None
+    }
 }
 
 pub type SharedClock = Arc<dyn Clock>;
@@ -30,26 +37,34 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to; for tests.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Arc<AtomicI64>, Arc<watch::Sender<i64>>);
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        Self(Arc::new(AtomicI64::new(start.millis())))
+        Self(
+            Arc::new(AtomicI64::new(start.millis())),
+            Arc::new(watch::Sender::new(start.millis())),
+        )
     }
     /// Starts at the system's current time.
     pub fn starting_now() -> Self {
         Self::new(SystemClock.now())
     }
     pub fn advance_millis(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        let now = self.0.fetch_add(ms, Ordering::SeqCst) + ms;
+        self.1.send_replace(now);
     }
     pub fn set(&self, t: Timestamp) {
         self.0.store(t.millis(), Ordering::SeqCst);
+        self.1.send_replace(t.millis());
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+    fn changes(&self) -> Option<watch::Receiver<i64>> {
+        Some(self.1.subscribe())
     }
 }

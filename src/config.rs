@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::domain::policy::Policy;
 use crate::hub::HubConfig;
 use crate::server::{ServeOptions, TlsFiles};
 
@@ -48,9 +49,31 @@ pub struct ServeArgs {
     /// How far in the future of the hub's clock a client-supplied time may be, in seconds.
     #[arg(long, env = "STOPHUB_MAX_FUTURE_SKEW_SECS", default_value_t = 300)]
     pub max_future_skew_secs: i64,
-    /// Time an institution has to answer a stop-payment, in seconds.
+    /// Time an institution has to answer a stop-payment or a release, in seconds.
     #[arg(long, env = "STOPHUB_STOP_ANSWER_SECS", default_value_t = 300)]
     pub stop_answer_secs: i64,
+    /// Time an institution has to answer a freeze or a renewal, in seconds.
+    #[arg(long, env = "STOPHUB_FREEZE_ANSWER_SECS", default_value_t = 1800)]
+    pub freeze_answer_secs: i64,
+    /// A stop-payment's term from its execution time, in hours.
+    #[arg(long, env = "STOPHUB_STOP_TERM_HOURS", default_value_t = 48)]
+    pub stop_term_hours: i64,
+    /// A freeze's term, in calendar months.
+    #[arg(long, env = "STOPHUB_FREEZE_TERM_MONTHS", default_value_t = 6)]
+    pub freeze_term_months: u32,
+    /// A freeze's term for a major case approved at city level, in calendar months.
+    #[arg(long, env = "STOPHUB_MAJOR_FREEZE_TERM_MONTHS", default_value_t = 12)]
+    pub major_freeze_term_months: u32,
+    /// A renewal must arrive at least this many days before the freeze expires.
+    #[arg(long, env = "STOPHUB_RENEWAL_LEAD_DAYS", default_value_t = 10)]
+    pub renewal_lead_days: i64,
+    /// Police are reminded this many days before a freeze expires.
+    #[arg(long, env = "STOPHUB_REMINDER_LEAD_DAYS", default_value_t = 10)]
+    pub reminder_lead_days: i64,
+    /// How far an institution's reported execution time may be from the hub's clock, in
+    /// seconds, before the hub uses its own receipt time (and records the discrepancy).
+    #[arg(long, env = "STOPHUB_MAX_EXECUTION_SKEW_SECS", default_value_t = 300)]
+    pub max_execution_skew_secs: i64,
     /// On shutdown, how long to wait for open calls, in seconds.
     #[arg(long, env = "STOPHUB_GRACE_SECS", default_value_t = 10)]
     pub grace_secs: u64,
@@ -64,8 +87,28 @@ impl ServeArgs {
         if self.max_future_skew_secs < 0 {
             return Err("--max-future-skew-secs must be >= 0".into());
         }
-        if self.stop_answer_secs <= 0 {
-            return Err("--stop-answer-secs must be > 0".into());
+        for (name, v) in [
+            ("--stop-answer-secs", self.stop_answer_secs),
+            ("--freeze-answer-secs", self.freeze_answer_secs),
+            ("--stop-term-hours", self.stop_term_hours),
+            ("--freeze-term-months", i64::from(self.freeze_term_months)),
+            (
+                "--major-freeze-term-months",
+                i64::from(self.major_freeze_term_months),
+            ),
+        ] {
+            if v <= 0 {
+                return Err(format!("{name} must be > 0"));
+            }
+        }
+        for (name, v) in [
+            ("--renewal-lead-days", self.renewal_lead_days),
+            ("--reminder-lead-days", self.reminder_lead_days),
+            ("--max-execution-skew-secs", self.max_execution_skew_secs),
+        ] {
+            if v < 0 {
+                return Err(format!("{name} must be >= 0"));
+            }
         }
         let pick = |given: &Option<PathBuf>, name: &str| {
             given.clone().unwrap_or_else(|| self.certs_dir.join(name))
@@ -81,7 +124,17 @@ impl ServeArgs {
             hub: HubConfig {
                 max_amount_fen: self.max_amount_fen,
                 max_future_skew_ms: self.max_future_skew_secs * 1000,
-                stop_answer_deadline_ms: self.stop_answer_secs * 1000,
+                policy: Policy {
+                    answer_stop_ms: self.stop_answer_secs * 1000,
+                    answer_freeze_ms: self.freeze_answer_secs * 1000,
+                    stop_term_ms: self.stop_term_hours * 3_600_000,
+                    max_stops_per_account: 2,
+                    freeze_term_months: self.freeze_term_months,
+                    major_freeze_term_months: self.major_freeze_term_months,
+                    renewal_lead_ms: self.renewal_lead_days * 86_400_000,
+                    reminder_lead_ms: self.reminder_lead_days * 86_400_000,
+                    max_execution_skew_ms: self.max_execution_skew_secs * 1000,
+                },
             },
             grace: Duration::from_secs(self.grace_secs),
         })

@@ -1,5 +1,6 @@
-//! Per-institution delivery: replay what the institution has not acknowledged, then follow
-//! the durable watermark for new work.
+//! Per-institution delivery: every unacknowledged instruction (stop-payments and releases
+//! first, then freezes and renewals), the notifications after the subscriber's cursor
+//! (overdue reminders, lapses), then whatever becomes durable next.
 //!
 //! A stream reads from the store, never from an in-memory queue, so nothing can be dropped
 //! between the commit and the bank: the watermark only says "there is more up to N", and the
@@ -14,13 +15,25 @@ use tonic::Status;
 use crate::domain::instruction::State;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::proto::stophub::bank::v1::SubscribeResponse;
+use crate::proto::stophub::bank::v1::{self as pb, SubscribeResponse};
 use crate::service::convert;
+use crate::store::DeliveryKind;
 
 /// How many entries one store read fetches.
 const PAGE: usize = 256;
+/// Priorities of `Action::priority`, highest first.
+const PRIORITIES: [u8; 2] = [0, 1];
 
+type Tx = mpsc::Sender<Result<SubscribeResponse, Status>>;
 pub type DeliveryStream = ReceiverStream<Result<SubscribeResponse, Status>>;
+
+/// Where one subscriber stands.
+struct Cursor {
+    /// Per priority: the last unacknowledged sequence sent on this stream.
+    unacked: [u64; PRIORITIES.len()],
+    /// The last delivery-log sequence examined for notifications.
+    log: u64,
+}
 
 /// Starts the delivery task for one subscriber of `institution`.
 pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<DeliveryStream, Error> {
@@ -31,28 +44,18 @@ pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<Deliv
     let shutdown = hub.shutdown_token().clone();
     tokio::spawn(async move {
         let durable = *watermark.borrow_and_update();
-        // A cursor beyond anything issued cannot be trusted: treat it as "all issued so far".
-        let after = if after > durable {
+        if after > durable {
             tracing::warn!(%institution, after, durable, "subscriber cursor is ahead of the hub; clamped");
-            durable
-        } else {
-            after
+        }
+        let mut cursor = Cursor {
+            unacked: [0; PRIORITIES.len()],
+            log: after.min(durable),
         };
         tracing::info!(%institution, after, "bank stream opened");
         let result: Result<(), ()> = async {
-            // First, everything at or before the cursor that was never acknowledged, again.
-            let mut cursor = 0;
-            while let Some(last) = send_range(&hub, &institution, cursor, after, &tx).await? {
-                cursor = last;
-            }
-            // Then everything after it, following the durable watermark.
-            cursor = after;
             loop {
                 let upto = *watermark.borrow_and_update();
-                while let Some(last) = send_range(&hub, &institution, cursor, upto, &tx).await? {
-                    cursor = last;
-                }
-                cursor = cursor.max(upto);
+                while send_page(&hub, &institution, &mut cursor, upto, &tx).await? {}
                 tokio::select! {
                     changed = watermark.changed() => if changed.is_err() { return Ok(()) },
                     _ = shutdown.cancelled() => return Ok(()),
@@ -67,46 +70,74 @@ pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<Deliv
     Ok(ReceiverStream::new(rx))
 }
 
-/// Sends up to one page of unacknowledged entries in `(after, upto]`. Returns the last
-/// sequence sent, `None` when the range is exhausted, `Err` when the subscriber is gone.
-async fn send_range(
+/// Sends one page of the most urgent pending work up to `upto`. Returns whether anything was
+/// sent (so the caller asks again), `Err` when the subscriber is gone.
+async fn send_page(
     hub: &Hub,
     institution: &str,
-    after: u64,
+    cursor: &mut Cursor,
     upto: u64,
-    tx: &mpsc::Sender<Result<SubscribeResponse, Status>>,
-) -> Result<Option<u64>, ()> {
-    let entries = match hub.store().unacked(institution, after, upto, PAGE) {
-        Ok(entries) => entries,
-        Err(e) => {
-            let _ = tx.send(Err(e.into())).await;
-            return Err(());
-        }
-    };
-    let Some(&(last, _)) = entries.last() else {
-        return Ok(None);
-    };
-    for (seq, id) in entries {
-        let rec = match hub.store().instruction(&id) {
-            Ok(Some(rec)) => rec,
-            Ok(None) => continue,
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return Err(());
+    tx: &Tx,
+) -> Result<bool, ()> {
+    for (p, priority) in PRIORITIES.iter().enumerate() {
+        let entries = or_send_error(
+            hub.store()
+                .unacked(institution, *priority, cursor.unacked[p], upto, PAGE),
+            tx,
+        )
+        .await?;
+        if let Some(&(last, _)) = entries.last() {
+            cursor.unacked[p] = last;
+            for (seq, id) in entries {
+                send(hub, tx, seq, &id, DeliveryKind::Instruction).await?;
             }
-        };
-        let redelivery = rec.delivered_at.is_some();
-        if rec.state == State::Pending {
-            hub.mark_delivered(&id);
-        }
-        let msg = SubscribeResponse {
-            sequence: seq,
-            instruction: Some(convert::instruction_to_proto(&rec)),
-            redelivery,
-        };
-        if tx.send(Ok(msg)).await.is_err() {
-            return Err(());
+            // Re-check the higher priorities before going on.
+            return Ok(true);
         }
     }
-    Ok(Some(last))
+    let entries =
+        or_send_error(hub.store().outbox(institution, cursor.log, upto, PAGE), tx).await?;
+    let Some(&(last, _)) = entries.last() else {
+        return Ok(false);
+    };
+    cursor.log = last;
+    for (seq, entry) in entries {
+        // Instructions themselves come from the unacknowledged index above.
+        if entry.kind != DeliveryKind::Instruction {
+            send(hub, tx, seq, &entry.instruction_id, entry.kind).await?;
+        }
+    }
+    Ok(true)
+}
+
+async fn or_send_error<T>(r: Result<T, Error>, tx: &Tx) -> Result<T, ()> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let _ = tx.send(Err(e.into())).await;
+            Err(())
+        }
+    }
+}
+
+async fn send(hub: &Hub, tx: &Tx, seq: u64, id: &str, kind: DeliveryKind) -> Result<(), ()> {
+    let Some(rec) = or_send_error(hub.store().instruction(id), tx).await? else {
+        return Ok(());
+    };
+    let redelivery = kind == DeliveryKind::Instruction && rec.delivered_at.is_some();
+    if kind == DeliveryKind::Instruction && rec.state == State::Pending {
+        hub.mark_delivered(id);
+    }
+    let msg = SubscribeResponse {
+        sequence: seq,
+        instruction: Some(convert::instruction_to_proto(&rec)),
+        redelivery,
+        kind: match kind {
+            DeliveryKind::Instruction => pb::DeliveryKind::Instruction,
+            DeliveryKind::OverdueReminder => pb::DeliveryKind::OverdueReminder,
+            DeliveryKind::Lapsed => pb::DeliveryKind::Lapsed,
+        } as i32,
+        urgent: rec.state == State::Overdue,
+    };
+    tx.send(Ok(msg)).await.map_err(|_| ())
 }

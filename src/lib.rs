@@ -2,12 +2,13 @@
 //!
 //! The architecture map, by who owns what:
 //! - [`domain`]: the legal rules, pure (no async, no I/O, `now` is an argument). What a notice
-//!   is ([`domain::notice`]), the instruction state machine ([`domain::instruction`]).
+//!   is ([`domain::notice`]), the instruction state machine ([`domain::instruction`]), the time
+//!   rules ([`domain::policy`]), following the money ([`domain::funds`], [`domain::graph`]).
 //! - [`hub`]: the one orchestrator. A single writer thread applies every transition, commits
 //!   it to the [`store`], syncs a whole batch at once (group commit), then replies and wakes.
 //! - [`store`]: sled trees, key layouts, value encoding, atomic commit, durable sync.
 //! - [`dispatch`]: per-institution delivery streams that replay from the store.
-//! - [`watch`]: police watches of a notice.
+//! - [`watch`]: police watches of a notice. [`timers`]: the one task that fires due timers.
 //! - [`service`]: thin tonic handlers per audience, and [`service::convert`], the only place
 //!   proto and domain meet (and where input is validated).
 //! - [`auth`]: the client certificate -> caller; [`participants`]: the registry.
@@ -31,4 +32,5 @@ pub mod proto;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod timers;
 pub mod watch;

@@ -89,6 +89,7 @@ pub async fn run(
     let store = Arc::new(Store::open(&options.data_dir)?);
     let token = CancellationToken::new();
     let (hub, writer) = Hub::start(store, registry, options.hub.clone(), clock, token.clone())?;
+    let timer_task = tokio::spawn(crate::timers::run(hub.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PoliceServiceServer<PoliceApi>>().await;
@@ -148,6 +149,8 @@ pub async fn run(
         }
     };
     drop(serve);
+    token.cancel();
+    let _ = timer_task.await;
     // Everything a caller was answered for is durable already; this syncs the rest.
     writer.stop().await;
     tracing::info!("stophub stopped");

@@ -105,6 +105,7 @@ async fn a_police_agency_sees_only_its_own_notices() {
     let err = county
         .watch_notice(WatchNoticeRequest {
             notice_id: n.notice_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -61,6 +61,8 @@ async fn the_whole_path_reaches_exactly_the_named_banks() {
     let mut watch = police
         .watch_notice(WatchNoticeRequest {
             notice_id: n.notice_id.clone(),
+            // An executed stop stays in force (not final) for 48 hours: end once answered.
+            until_answered: true,
         })
         .await
         .unwrap()

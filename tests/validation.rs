@@ -306,6 +306,7 @@ async fn invalid_acknowledgements_are_refused_and_change_nothing() {
             amount_held_fen: held,
             balance_fen: balance,
             executed_at: at.map(ts),
+            ..Default::default()
         })
     };
     let table: Vec<(&str, String, Option<AckOutcome>, Code, &str)> = vec![
@@ -358,6 +359,7 @@ async fn invalid_acknowledgements_are_refused_and_change_nothing() {
                 amount_held_fen: 10_000,
                 balance_fen: 10_000,
                 executed_at: Some(ts(now)),
+                ..Default::default()
             })),
             Code::InvalidArgument,
             "partial.amount_held_fen",

@@ -176,12 +176,14 @@ fn outcome(args: &AckArgs, now: prost_types::Timestamp) -> Outcome {
             amount_held_fen: held,
             balance_fen: balance,
             executed_at,
+            ..Default::default()
         })
     } else if args.partial {
         Outcome::Partial(pb::Partial {
             amount_held_fen: held,
             balance_fen: balance,
             executed_at,
+            ..Default::default()
         })
     } else if let Some(fields) = &args.mismatch {
         let fields = fields.iter().map(|f| f.to_proto() as i32).collect();
@@ -265,6 +267,7 @@ impl Ledger {
                 amount_held_fen: requested,
                 balance_fen: *balance,
                 executed_at,
+                ..Default::default()
             })
         } else if *balance > 0 {
             let held = std::mem::take(balance);
@@ -272,6 +275,7 @@ impl Ledger {
                 amount_held_fen: held,
                 balance_fen: 0,
                 executed_at,
+                ..Default::default()
             })
         } else {
             let reason = "simulated ledger: the balance is zero; nothing to hold".to_owned();
@@ -431,6 +435,7 @@ mod tests {
             amount_held_fen: 100,
             balance_fen: 100,
             executed_at: Some(at()),
+            ..Default::default()
         };
         assert_eq!(
             ledger.answer("6222020200001234", 100, at()),
@@ -440,6 +445,7 @@ mod tests {
             amount_held_fen: 100,
             balance_fen: 0,
             executed_at: Some(at()),
+            ..Default::default()
         };
         assert_eq!(
             ledger.answer("6222020200001234", 100, at()),
@@ -453,6 +459,7 @@ mod tests {
             amount_held_fen: 50,
             balance_fen: 0,
             executed_at: Some(at()),
+            ..Default::default()
         };
         assert_eq!(
             ledger.answer("6222020200001237", 100, at()),
@@ -495,6 +502,7 @@ mod tests {
             amount_held_fen: 5,
             balance_fen: 6,
             executed_at: Some(at()),
+            ..Default::default()
         };
         assert_eq!(
             parse_ack(&["--executed", "--held-fen", "5", "--balance-fen", "6"]).unwrap(),

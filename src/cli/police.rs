@@ -275,6 +275,7 @@ fn build_request(args: &SubmitArgs) -> anyhow::Result<SubmitNoticeRequest> {
             transaction_reference: v.transaction_ref,
         }),
         suspect_accounts: file.suspects.into_iter().map(suspect_to_proto).collect(),
+        ..Default::default()
     })
 }
 
@@ -285,6 +286,7 @@ fn suspect_to_proto(s: SuspectSpec) -> pb::SuspectAccount {
         account_name: s.name,
         account_kind: s.kind.to_proto() as i32,
         amount_fen: s.amount_fen,
+        ..Default::default()
     }
 }
 
@@ -365,7 +367,10 @@ async fn watch(
     out: render::Out,
 ) -> anyhow::Result<()> {
     let mut stream = client
-        .watch_notice(WatchNoticeRequest { notice_id })
+        .watch_notice(WatchNoticeRequest {
+            notice_id,
+            until_answered: false,
+        })
         .await?
         .into_inner();
     while let Some(event) = stream.message().await? {

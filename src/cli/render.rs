@@ -50,6 +50,10 @@ pub fn state_name(v: i32) -> &'static str {
         Ok(pb::InstructionState::Mismatch) => "mismatch",
         Ok(pb::InstructionState::AccountNotFound) => "account-not-found",
         Ok(pb::InstructionState::Rejected) => "rejected",
+        Ok(pb::InstructionState::Overdue) => "overdue",
+        Ok(pb::InstructionState::Queued) => "queued",
+        Ok(pb::InstructionState::Lapsed) => "lapsed",
+        Ok(pb::InstructionState::Released) => "released",
         Ok(pb::InstructionState::Unspecified) | Err(_) => "unspecified",
     }
 }
@@ -57,6 +61,10 @@ pub fn state_name(v: i32) -> &'static str {
 fn action_name(v: i32) -> &'static str {
     match pb::Action::try_from(v) {
         Ok(pb::Action::StopPayment) => "stop-payment",
+        Ok(pb::Action::Freeze) => "freeze",
+        Ok(pb::Action::RenewFreeze) => "renew-freeze",
+        Ok(pb::Action::ReleaseStop) => "release-stop",
+        Ok(pb::Action::ReleaseFreeze) => "release-freeze",
         Ok(pb::Action::Unspecified) | Err(_) => "unspecified",
     }
 }
@@ -147,6 +155,20 @@ pub fn outcome_json(o: Option<&Outcome>) -> Value {
             "balance_fen": p.balance_fen,
             "executed_at": ts(p.executed_at.as_ref()),
         }),
+        Some(Outcome::Frozen(f)) => json!({
+            "outcome": "frozen",
+            "amount_frozen_fen": f.amount_frozen_fen,
+            "balance_fen": f.balance_fen,
+            "available_balance_fen": f.available_balance_fen,
+            "amount_not_frozen_fen": f.amount_not_frozen_fen,
+            "not_frozen_reason": f.not_frozen_reason,
+            "earlier_freezes": f.earlier_freezes.len(),
+            "executed_at": ts(f.executed_at.as_ref()),
+        }),
+        Some(Outcome::Done(d)) => json!({
+            "outcome": "done",
+            "executed_at": ts(d.executed_at.as_ref()),
+        }),
         Some(Outcome::Mismatch(m)) => json!({
             "outcome": "mismatch",
             "fields": m.fields.iter().map(|f| mismatch_field_name(*f)).collect::<Vec<_>>(),
@@ -217,6 +239,21 @@ pub fn outcome_summary(o: Option<&Outcome>) -> String {
         }
         Some(Outcome::AccountNotFound(n)) => with_detail(String::new(), &n.detail),
         Some(Outcome::Rejected(r)) => format!("reason: {}", r.reason),
+        Some(Outcome::Frozen(f)) => format!(
+            "frozen {} fen, balance {} fen, available {} fen{}",
+            f.amount_frozen_fen,
+            f.balance_fen,
+            f.available_balance_fen,
+            if f.earlier_freezes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", queued behind {} earlier freeze(s)",
+                    f.earlier_freezes.len()
+                )
+            }
+        ),
+        Some(Outcome::Done(_)) => "done".to_owned(),
     }
 }
 
@@ -374,6 +411,7 @@ mod tests {
                     detail: String::new(),
                 })),
                 received_at: None,
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -1,41 +1,96 @@
-//! The instruction state machine: `apply(record, event, now)` gives the next record or a typed
-//! refusal. Every state change of an instruction in the hub goes through here.
+//! The instruction state machine: `apply(record, event, now, policy)` gives the next record or a
+//! typed refusal. Every state change of an instruction in the hub goes through here.
 //!
 //! ```text
-//!   PENDING --delivered--> DELIVERED
-//!   PENDING | DELIVERED --acknowledged(outcome)--> EXECUTED | PARTIAL | MISMATCH
-//!                                                  | ACCOUNT_NOT_FOUND | REJECTED   (final)
+//!   PENDING --delivered--> DELIVERED          PENDING | DELIVERED --answer deadline--> OVERDUE
+//!   PENDING | DELIVERED | OVERDUE --acknowledged--> EXECUTED | PARTIAL | QUEUED   (in force)
+//!                                                 | MISMATCH | ACCOUNT_NOT_FOUND | REJECTED
+//!   EXECUTED | PARTIAL | QUEUED --term ended--> LAPSED     (stops and freezes only)
+//!   stop or freeze, not final  --released-->    RELEASED
+//!   freeze in force            --renewed-->     (same state, later expiry)
 //! ```
-//! A repeated delivery or an identical acknowledgement is a no-op; a different acknowledgement
-//! of an answered instruction is refused.
+//! A renewal or release answered EXECUTED is final; so are MISMATCH, ACCOUNT_NOT_FOUND,
+//! REJECTED, LAPSED and RELEASED. Timer events re-check their condition against the record, so
+//! a timer that is no longer relevant (an answered instruction's deadline, an old expiry after
+//! a renewal) changes nothing.
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{Fen, Timestamp};
-use super::notice::{Action, SuspectAccount, VictimTransfer};
+use super::ids::{AccountNumber, Fen, Timestamp};
+use super::notice::{Action, CaseFiling, FreezeTerms, SuspectAccount, VictimTransfer};
+use super::policy::{Policy, add_months};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum State {
     Pending,
     Delivered,
+    Overdue,
     Executed,
     Partial,
+    Queued,
     Mismatch,
     AccountNotFound,
     Rejected,
+    Lapsed,
+    Released,
 }
 
+pub const ALL_STATES: [State; 11] = [
+    State::Pending,
+    State::Delivered,
+    State::Overdue,
+    State::Executed,
+    State::Partial,
+    State::Queued,
+    State::Mismatch,
+    State::AccountNotFound,
+    State::Rejected,
+    State::Lapsed,
+    State::Released,
+];
+
 impl State {
-    /// Answered: nothing more will happen to the instruction.
-    pub fn is_final(self) -> bool {
+    /// Waiting for the institution's answer.
+    pub fn awaiting_answer(self) -> bool {
         match self {
-            State::Pending | State::Delivered => false,
+            State::Pending | State::Delivered | State::Overdue => true,
             State::Executed
             | State::Partial
+            | State::Queued
             | State::Mismatch
             | State::AccountNotFound
-            | State::Rejected => true,
+            | State::Rejected
+            | State::Lapsed
+            | State::Released => false,
+        }
+    }
+
+    /// Answered with money held (for a stop or freeze: in force until it lapses or is released).
+    pub fn holding(self) -> bool {
+        match self {
+            State::Executed | State::Partial | State::Queued => true,
+            State::Pending
+            | State::Delivered
+            | State::Overdue
+            | State::Mismatch
+            | State::AccountNotFound
+            | State::Rejected
+            | State::Lapsed
+            | State::Released => false,
+        }
+    }
+
+    /// Nothing more will happen to an instruction of `action` in this state.
+    pub fn is_final(self, action: Action) -> bool {
+        match self {
+            State::Pending | State::Delivered | State::Overdue => false,
+            State::Executed | State::Partial | State::Queued => !action.holds_money(),
+            State::Mismatch
+            | State::AccountNotFound
+            | State::Rejected
+            | State::Lapsed
+            | State::Released => true,
         }
     }
 }
@@ -48,6 +103,25 @@ pub enum MismatchField {
     TransferTime,
 }
 
+/// A transfer out of an account, as an institution reports it. The receiving institution may
+/// be one the hub does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnwardTransfer {
+    pub institution_code: String,
+    pub account_number: AccountNumber,
+    pub account_name: String,
+    pub amount: Fen,
+    pub time: Timestamp,
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierFreeze {
+    pub amount: Fen,
+    pub expires_at: Timestamp,
+    pub authority: String,
+}
+
 /// The institution's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -55,10 +129,27 @@ pub enum Outcome {
         held: Fen,
         balance: Fen,
         executed_at: Timestamp,
+        #[serde(default)]
+        onward: Vec<OnwardTransfer>,
     },
     Partial {
         held: Fen,
         balance: Fen,
+        executed_at: Timestamp,
+        #[serde(default)]
+        onward: Vec<OnwardTransfer>,
+    },
+    Frozen {
+        frozen: Fen,
+        balance: Fen,
+        available: Fen,
+        not_frozen: Fen,
+        not_frozen_reason: String,
+        earlier: Vec<EarlierFreeze>,
+        executed_at: Timestamp,
+        onward: Vec<OnwardTransfer>,
+    },
+    Done {
         executed_at: Timestamp,
     },
     Mismatch {
@@ -74,23 +165,51 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn state(&self) -> State {
-        match self {
-            Outcome::Executed { .. } => State::Executed,
-            Outcome::Partial { .. } => State::Partial,
-            Outcome::Mismatch { .. } => State::Mismatch,
-            Outcome::AccountNotFound { .. } => State::AccountNotFound,
-            Outcome::Rejected { .. } => State::Rejected,
-        }
-    }
-
-    /// The amount this answer holds, in fen (0 when nothing was stopped).
+    /// The amount this answer holds, in fen (0 when nothing was held).
     pub fn held(&self) -> i64 {
         match self {
             Outcome::Executed { held, .. } | Outcome::Partial { held, .. } => held.get(),
-            Outcome::Mismatch { .. }
+            Outcome::Frozen { frozen, .. } => frozen.get(),
+            Outcome::Done { .. }
+            | Outcome::Mismatch { .. }
             | Outcome::AccountNotFound { .. }
             | Outcome::Rejected { .. } => 0,
+        }
+    }
+
+    pub fn executed_at(&self) -> Option<Timestamp> {
+        match self {
+            Outcome::Executed { executed_at, .. }
+            | Outcome::Partial { executed_at, .. }
+            | Outcome::Frozen { executed_at, .. }
+            | Outcome::Done { executed_at } => Some(*executed_at),
+            Outcome::Mismatch { .. }
+            | Outcome::AccountNotFound { .. }
+            | Outcome::Rejected { .. } => None,
+        }
+    }
+
+    pub fn onward(&self) -> &[OnwardTransfer] {
+        match self {
+            Outcome::Executed { onward, .. }
+            | Outcome::Partial { onward, .. }
+            | Outcome::Frozen { onward, .. } => onward,
+            Outcome::Done { .. }
+            | Outcome::Mismatch { .. }
+            | Outcome::AccountNotFound { .. }
+            | Outcome::Rejected { .. } => &[],
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Executed { .. } => "executed",
+            Outcome::Partial { .. } => "partial",
+            Outcome::Frozen { .. } => "frozen",
+            Outcome::Done { .. } => "done",
+            Outcome::Mismatch { .. } => "mismatch",
+            Outcome::AccountNotFound { .. } => "account_not_found",
+            Outcome::Rejected { .. } => "rejected",
         }
     }
 }
@@ -99,6 +218,39 @@ impl Outcome {
 pub struct Acknowledgement {
     pub outcome: Outcome,
     pub received_at: Timestamp,
+    /// How late, in ms after the answer deadline; 0 when on time.
+    #[serde(default)]
+    pub late_by_ms: i64,
+    /// Reported execution time minus the hub's clock, when outside the allowed skew (the hub's
+    /// time was used instead); 0 otherwise.
+    #[serde(default)]
+    pub discrepancy_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HopResult {
+    Followed,
+    Unreachable,
+    Cycle,
+    DepthLimit,
+    NothingLeft,
+    NotRequested,
+    StopLimit,
+}
+
+/// What the hub did with one onward transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    pub transfer: OnwardTransfer,
+    pub result: HopResult,
+    /// FOLLOWED: the next-level stop; CYCLE: the instruction already holding the account.
+    pub instruction_id: Option<String>,
+    /// FOLLOWED: the amount asked of the next level, in fen.
+    pub followed: i64,
+}
+
+fn one() -> u8 {
+    1
 }
 
 /// A stored instruction.
@@ -121,11 +273,46 @@ pub struct InstructionRecord {
     pub updated_at: Timestamp,
     /// Bumped on every change, so that watchers can tell new from already seen.
     pub version: u32,
+    /// Renewal or release: the instruction acted on. Freeze: the stop it follows.
+    #[serde(default)]
+    pub references: Option<String>,
+    /// A next-level stop: the instruction whose answer reported the transfer.
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default = "one")]
+    pub depth: u8,
+    /// Follow the money down to this level (0: do not).
+    #[serde(default)]
+    pub follow_depth: u8,
+    #[serde(default)]
+    pub freeze: Option<FreezeTerms>,
+    #[serde(default)]
+    pub case_filing: Option<CaseFiling>,
+    /// A stop or freeze in force: when it lapses.
+    #[serde(default)]
+    pub effective_until: Option<Timestamp>,
+    #[serde(default)]
+    pub overdue_at: Option<Timestamp>,
+    #[serde(default)]
+    pub hops: Vec<Hop>,
+    /// A renewal: the expiry asked for.
+    #[serde(default)]
+    pub renew_until: Option<Timestamp>,
+    /// A renewal or release of this instruction that awaits its answer.
+    #[serde(default)]
+    pub pending_follow_up: Option<String>,
 }
 
 impl InstructionRecord {
     pub fn institution(&self) -> &str {
         self.account.institution_code.as_str()
+    }
+    pub fn is_final(&self) -> bool {
+        self.state.is_final(self.action)
+    }
+    /// The amount the institution reported holding, in fen.
+    pub fn held(&self) -> i64 {
+        self.ack.as_ref().map_or(0, |a| a.outcome.held())
     }
 }
 
@@ -135,271 +322,386 @@ pub enum Event {
     Delivered,
     /// The institution answered.
     Acknowledged(Outcome),
+    /// The answer deadline's timer fired.
+    AnswerDeadline,
+    /// The term's timer fired.
+    TermEnded,
+    /// A release of this stop or freeze was carried out.
+    Released,
+    /// A renewal of this freeze was carried out.
+    Renewed {
+        until: Timestamp,
+    },
+    /// A renewal or release of this instruction was issued, or its answer came back.
+    FollowUpOpened(String),
+    FollowUpClosed,
+    /// What the hub did with the onward transfers of the answer.
+    HopsRecorded(Vec<Hop>),
 }
 
 /// What applying an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Changed(Box<InstructionRecord>),
-    /// Nothing changed: a repeated delivery or an identical acknowledgement.
+    /// Nothing changed: a repeated delivery, an identical answer, a timer no longer relevant.
     Unchanged,
 }
 
+fn change(
+    rec: &InstructionRecord,
+    now: Timestamp,
+    f: impl FnOnce(&mut InstructionRecord),
+) -> Applied {
+    let mut next = rec.clone();
+    f(&mut next);
+    next.updated_at = now;
+    next.version += 1;
+    Applied::Changed(Box::new(next))
+}
+
 /// The one transition function.
-pub fn apply(rec: &InstructionRecord, event: &Event, now: Timestamp) -> Result<Applied, Error> {
-    match (rec.state, event) {
-        (State::Pending, Event::Delivered) => {
-            let mut next = rec.clone();
-            next.state = State::Delivered;
-            next.delivered_at = Some(now);
-            Ok(Applied::Changed(Box::new(bump(next, now))))
+pub fn apply(
+    rec: &InstructionRecord,
+    event: &Event,
+    now: Timestamp,
+    policy: &Policy,
+) -> Result<Applied, Error> {
+    use State::*;
+    Ok(match (rec.state, event) {
+        (Pending, Event::Delivered) => change(rec, now, |r| {
+            r.state = Delivered;
+            r.delivered_at = Some(now);
+        }),
+        (Overdue, Event::Delivered) if rec.delivered_at.is_none() => {
+            change(rec, now, |r| r.delivered_at = Some(now))
         }
         (
-            State::Delivered
-            | State::Executed
-            | State::Partial
-            | State::Mismatch
-            | State::AccountNotFound
-            | State::Rejected,
+            Overdue | Delivered | Executed | Partial | Queued | Mismatch | AccountNotFound
+            | Rejected | Lapsed | Released,
             Event::Delivered,
-        ) => Ok(Applied::Unchanged),
-        (State::Pending | State::Delivered, Event::Acknowledged(outcome)) => {
-            check_outcome(rec, outcome)?;
-            let mut next = rec.clone();
-            next.state = outcome.state();
-            next.ack = Some(Acknowledgement {
-                outcome: outcome.clone(),
-                received_at: now,
-            });
-            Ok(Applied::Changed(Box::new(bump(next, now))))
+        ) => Applied::Unchanged,
+
+        (Pending | Delivered | Overdue, Event::Acknowledged(outcome)) => {
+            let state = state_for(rec, outcome)?;
+            let late_by_ms = (now.millis() - rec.answer_due_at.millis()).max(0);
+            let (start, discrepancy_ms) = match outcome.executed_at() {
+                Some(at) if (at.millis() - now.millis()).abs() > policy.max_execution_skew_ms => {
+                    (now, at.millis() - now.millis())
+                }
+                Some(at) => (at, 0),
+                None => (now, 0),
+            };
+            let effective_until =
+                (rec.action.holds_money() && state.holding()).then(|| match rec.action {
+                    Action::Freeze => {
+                        let major = rec.freeze.as_ref().is_some_and(|f| f.major.is_some());
+                        add_months(start, policy.freeze_term_months(major))
+                    }
+                    Action::StopPayment
+                    | Action::RenewFreeze
+                    | Action::ReleaseStop
+                    | Action::ReleaseFreeze => start.plus_millis(policy.stop_term_ms),
+                });
+            change(rec, now, |r| {
+                r.state = state;
+                r.effective_until = effective_until;
+                r.ack = Some(Acknowledgement {
+                    outcome: outcome.clone(),
+                    received_at: now,
+                    late_by_ms,
+                    discrepancy_ms,
+                });
+            })
         }
         (
-            State::Executed
-            | State::Partial
-            | State::Mismatch
-            | State::AccountNotFound
-            | State::Rejected,
+            Executed | Partial | Queued | Mismatch | AccountNotFound | Rejected | Lapsed | Released,
             Event::Acknowledged(outcome),
         ) => match &rec.ack {
-            Some(ack) if ack.outcome == *outcome => Ok(Applied::Unchanged),
-            _ => Err(Error::FailedPrecondition(format!(
-                "instruction {} was already answered {:?}; a different answer is refused",
-                rec.instruction_id, rec.state
-            ))),
+            Some(ack) if ack.outcome == *outcome => Applied::Unchanged,
+            _ => {
+                return Err(Error::FailedPrecondition(format!(
+                    "instruction {} was already answered and is {:?}; a different answer is refused",
+                    rec.instruction_id, rec.state
+                )));
+            }
         },
-    }
+
+        (Pending | Delivered, Event::AnswerDeadline) if now >= rec.answer_due_at => {
+            change(rec, now, |r| {
+                r.state = Overdue;
+                r.overdue_at = Some(now);
+            })
+        }
+        (
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
+            Event::AnswerDeadline,
+        ) => Applied::Unchanged,
+
+        (Executed | Partial | Queued, Event::TermEnded)
+            if rec.action.holds_money() && rec.effective_until.is_some_and(|t| t <= now) =>
+        {
+            change(rec, now, |r| {
+                r.state = Lapsed;
+                r.pending_follow_up = None;
+            })
+        }
+        (
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
+            Event::TermEnded,
+        ) => Applied::Unchanged,
+
+        (Pending | Delivered | Overdue | Executed | Partial | Queued, Event::Released)
+            if rec.action.holds_money() =>
+        {
+            change(rec, now, |r| {
+                r.state = Released;
+                r.pending_follow_up = None;
+            })
+        }
+        (
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
+            Event::Released,
+        ) => Applied::Unchanged,
+
+        (Executed | Partial | Queued, Event::Renewed { until }) if rec.action == Action::Freeze => {
+            change(rec, now, |r| {
+                r.effective_until = Some(*until);
+                r.pending_follow_up = None;
+            })
+        }
+        (
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
+            Event::Renewed { .. },
+        ) => Applied::Unchanged,
+
+        (
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
+            Event::FollowUpOpened(id),
+        ) => change(rec, now, |r| r.pending_follow_up = Some(id.clone())),
+        (
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
+            Event::FollowUpClosed,
+        ) => {
+            if rec.pending_follow_up.is_none() {
+                Applied::Unchanged
+            } else {
+                change(rec, now, |r| r.pending_follow_up = None)
+            }
+        }
+
+        (Executed | Partial | Queued, Event::HopsRecorded(hops)) => {
+            change(rec, now, |r| r.hops = hops.clone())
+        }
+        (
+            Pending | Delivered | Overdue | Mismatch | AccountNotFound | Rejected | Lapsed
+            | Released,
+            Event::HopsRecorded(_),
+        ) => {
+            return Err(Error::FailedPrecondition(format!(
+                "instruction {} holds nothing: onward transfers cannot be recorded on it",
+                rec.instruction_id
+            )));
+        }
+    })
 }
 
-fn bump(mut rec: InstructionRecord, now: Timestamp) -> InstructionRecord {
-    rec.updated_at = now;
-    rec.version += 1;
-    rec
-}
-
-/// An answer must fit the instruction it answers.
-fn check_outcome(rec: &InstructionRecord, outcome: &Outcome) -> Result<(), Error> {
+/// The state an answer puts the instruction in, if the answer fits the instruction.
+fn state_for(rec: &InstructionRecord, outcome: &Outcome) -> Result<State, Error> {
     let requested = rec.account.amount.get();
-    match outcome {
-        Outcome::Executed { held, .. } if held.get() != requested => Err(Error::invalid(
-            "executed.amount_held_fen",
-            format!(
-                "must equal the amount requested ({requested} fen); report a smaller hold as PARTIAL"
-            ),
-        )),
-        Outcome::Partial { held, .. } if held.get() >= requested => Err(Error::invalid(
-            "partial.amount_held_fen",
-            format!(
-                "must be less than the amount requested ({requested} fen); report the whole amount as EXECUTED"
-            ),
-        )),
-        Outcome::Executed { .. }
-        | Outcome::Partial { .. }
-        | Outcome::Mismatch { .. }
-        | Outcome::AccountNotFound { .. }
-        | Outcome::Rejected { .. } => Ok(()),
+    if let Some(i) = outcome
+        .onward()
+        .iter()
+        .position(|t| t.time < rec.victim.transfer_time)
+    {
+        return Err(Error::invalid(
+            format!("{}.onward_transfers[{i}].time", outcome.name()),
+            "must not be before the victim's transfer: only money that left after it is followed",
+        ));
     }
+    let wrong_kind = || {
+        let expected = match rec.action {
+            Action::StopPayment => "executed, partial, mismatch, account_not_found or rejected",
+            Action::Freeze => "frozen, mismatch, account_not_found or rejected",
+            Action::RenewFreeze | Action::ReleaseStop | Action::ReleaseFreeze => {
+                "done, account_not_found or rejected"
+            }
+        };
+        Err(Error::invalid(
+            "outcome",
+            format!(
+                "{} does not answer a {:?} instruction; expected {expected}",
+                outcome.name(),
+                rec.action
+            ),
+        ))
+    };
+    match (rec.action, outcome) {
+        (Action::StopPayment, Outcome::Executed { held, .. }) if held.get() != requested => {
+            Err(Error::invalid(
+                "executed.amount_held_fen",
+                format!(
+                    "must equal the amount requested ({requested} fen); report a smaller hold as PARTIAL"
+                ),
+            ))
+        }
+        (Action::StopPayment, Outcome::Executed { .. }) => Ok(State::Executed),
+        (Action::StopPayment, Outcome::Partial { held, .. }) if held.get() >= requested => {
+            Err(Error::invalid(
+                "partial.amount_held_fen",
+                format!(
+                    "must be less than the amount requested ({requested} fen); report the whole amount as EXECUTED"
+                ),
+            ))
+        }
+        (Action::StopPayment, Outcome::Partial { .. }) => Ok(State::Partial),
+        (
+            Action::Freeze,
+            Outcome::Frozen {
+                frozen,
+                not_frozen,
+                not_frozen_reason,
+                earlier,
+                ..
+            },
+        ) => {
+            if frozen.get() > requested {
+                return Err(Error::invalid(
+                    "frozen.amount_frozen_fen",
+                    format!("must be at most the amount requested ({requested} fen)"),
+                ));
+            }
+            if not_frozen.get() > 0 && not_frozen_reason.is_empty() {
+                return Err(Error::invalid(
+                    "frozen.not_frozen_reason",
+                    "is required when amount_not_frozen_fen > 0",
+                ));
+            }
+            Ok(if !earlier.is_empty() {
+                State::Queued
+            } else if not_frozen.get() > 0 || frozen.get() < requested {
+                State::Partial
+            } else {
+                State::Executed
+            })
+        }
+        (
+            Action::RenewFreeze | Action::ReleaseStop | Action::ReleaseFreeze,
+            Outcome::Done { .. },
+        ) => Ok(State::Executed),
+        (_, Outcome::Mismatch { .. }) if rec.action.holds_money() => Ok(State::Mismatch),
+        (_, Outcome::AccountNotFound { .. }) => Ok(State::AccountNotFound),
+        (_, Outcome::Rejected { .. }) => Ok(State::Rejected),
+        (
+            Action::StopPayment
+            | Action::Freeze
+            | Action::RenewFreeze
+            | Action::ReleaseStop
+            | Action::ReleaseFreeze,
+            Outcome::Executed { .. }
+            | Outcome::Partial { .. }
+            | Outcome::Frozen { .. }
+            | Outcome::Done { .. }
+            | Outcome::Mismatch { .. },
+        ) => wrong_kind(),
+    }
+}
+
+/// May this stop or freeze be released now?
+pub fn check_release(rec: &InstructionRecord) -> Result<(), Error> {
+    if !rec.action.holds_money() {
+        return Err(Error::FailedPrecondition(format!(
+            "instruction_id: {} is a {:?}, not a stop-payment or freeze; only those can be released",
+            rec.instruction_id, rec.action
+        )));
+    }
+    if rec.state.is_final(rec.action) {
+        return Err(Error::FailedPrecondition(format!(
+            "instruction_id: {} is {:?}: there is nothing to release",
+            rec.instruction_id, rec.state
+        )));
+    }
+    if let Some(other) = &rec.pending_follow_up {
+        return Err(Error::FailedPrecondition(format!(
+            "instruction_id: {other} acting on {} awaits its answer; wait for it first",
+            rec.instruction_id
+        )));
+    }
+    Ok(())
+}
+
+/// May this freeze be renewed now, and until when? Returns the new expiry.
+pub fn check_renewal(
+    rec: &InstructionRecord,
+    until: Option<Timestamp>,
+    now: Timestamp,
+    policy: &Policy,
+) -> Result<Timestamp, Error> {
+    if rec.action != Action::Freeze {
+        return Err(Error::FailedPrecondition(format!(
+            "instruction_id: {} is a {:?}; only a freeze can be renewed",
+            rec.instruction_id, rec.action
+        )));
+    }
+    let expiry = match (rec.state.holding(), rec.effective_until) {
+        (true, Some(expiry)) => expiry,
+        _ => {
+            return Err(Error::FailedPrecondition(format!(
+                "instruction_id: freeze {} is {:?}; only a freeze in force can be renewed",
+                rec.instruction_id, rec.state
+            )));
+        }
+    };
+    if let Some(other) = &rec.pending_follow_up {
+        return Err(Error::FailedPrecondition(format!(
+            "instruction_id: {other} acting on {} awaits its answer; wait for it first",
+            rec.instruction_id
+        )));
+    }
+    if now >= expiry {
+        return Err(Error::FailedPrecondition(format!(
+            "instruction_id: freeze {} expired at {} ms; a renewal must arrive before expiry",
+            rec.instruction_id,
+            expiry.millis()
+        )));
+    }
+    if now.millis() > expiry.millis() - policy.renewal_lead_ms {
+        return Err(Error::FailedPrecondition(format!(
+            "renewal rule: a renewal must arrive at least {} days before expiry; freeze {} expires at {} ms, \
+             the renewal window closed at {} ms",
+            policy.renewal_lead_ms / 86_400_000,
+            rec.instruction_id,
+            expiry.millis(),
+            expiry.millis() - policy.renewal_lead_ms
+        )));
+    }
+    let major = rec.freeze.as_ref().is_some_and(|f| f.major.is_some());
+    let longest = add_months(expiry, policy.freeze_term_months(major));
+    let until = until.unwrap_or(longest);
+    if until <= expiry {
+        return Err(Error::invalid(
+            "renew_until",
+            "must be after the freeze's current expiry",
+        ));
+    }
+    if until > longest {
+        return Err(Error::invalid(
+            "renew_until",
+            format!(
+                "a renewal extends a freeze by at most one term ({} months): at most {} ms",
+                policy.freeze_term_months(major),
+                longest.millis()
+            ),
+        ));
+    }
+    Ok(until)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ids::{AccountNumber, InstitutionCode};
-    use crate::domain::notice::AccountKind;
-
-    fn record(state: State) -> InstructionRecord {
-        InstructionRecord {
-            instruction_id: "I1".into(),
-            notice_id: "N1".into(),
-            case_reference: "C1".into(),
-            police_agency: "PSB".into(),
-            action: Action::StopPayment,
-            account: SuspectAccount {
-                institution_code: InstitutionCode::parse("ICBC").unwrap(),
-                account_number: AccountNumber::parse("6222021234").unwrap(),
-                account_name: "Zhang San".into(),
-                account_kind: AccountKind::Bank,
-                amount: Fen::new_unchecked(10_000),
-            },
-            victim: VictimTransfer {
-                institution_code: InstitutionCode::parse("CCB").unwrap(),
-                account_number: AccountNumber::parse("6217001234").unwrap(),
-                account_name: "Li Si".into(),
-                currency: "CNY".into(),
-                amount: Fen::new_unchecked(10_000),
-                transfer_time: Timestamp(1),
-                transaction_reference: "T1".into(),
-            },
-            state,
-            sequence: 1,
-            created_at: Timestamp(0),
-            answer_due_at: Timestamp(300_000),
-            delivered_at: None,
-            ack: None,
-            updated_at: Timestamp(0),
-            version: 1,
-        }
-    }
-
-    fn executed(held: i64) -> Outcome {
-        Outcome::Executed {
-            held: Fen::new_unchecked(held),
-            balance: Fen::new_unchecked(5),
-            executed_at: Timestamp(10),
-        }
-    }
-
-    fn all_outcomes() -> Vec<Outcome> {
-        vec![
-            executed(10_000),
-            Outcome::Partial {
-                held: Fen::new_unchecked(400),
-                balance: Fen::new_unchecked(400),
-                executed_at: Timestamp(10),
-            },
-            Outcome::Mismatch {
-                fields: vec![MismatchField::AccountName],
-                detail: String::new(),
-            },
-            Outcome::AccountNotFound {
-                detail: String::new(),
-            },
-            Outcome::Rejected {
-                reason: "closed".into(),
-            },
-        ]
-    }
-
-    const FINAL: [State; 5] = [
-        State::Executed,
-        State::Partial,
-        State::Mismatch,
-        State::AccountNotFound,
-        State::Rejected,
-    ];
-
-    #[test]
-    fn delivery_moves_pending_to_delivered_once() {
-        let rec = record(State::Pending);
-        let Applied::Changed(next) = apply(&rec, &Event::Delivered, Timestamp(5)).unwrap() else {
-            panic!("expected a change")
-        };
-        assert_eq!(next.state, State::Delivered);
-        assert_eq!(next.delivered_at, Some(Timestamp(5)));
-        assert_eq!(next.version, 2);
-        assert_eq!(
-            apply(&next, &Event::Delivered, Timestamp(6)).unwrap(),
-            Applied::Unchanged
-        );
-    }
-
-    #[test]
-    fn delivery_of_an_answered_instruction_changes_nothing() {
-        for state in FINAL {
-            assert_eq!(
-                apply(&record(state), &Event::Delivered, Timestamp(5)).unwrap(),
-                Applied::Unchanged
-            );
-        }
-    }
-
-    #[test]
-    fn every_outcome_is_accepted_from_pending_and_delivered() {
-        for from in [State::Pending, State::Delivered] {
-            for outcome in all_outcomes() {
-                let Applied::Changed(next) = apply(
-                    &record(from),
-                    &Event::Acknowledged(outcome.clone()),
-                    Timestamp(7),
-                )
-                .unwrap() else {
-                    panic!("expected a change")
-                };
-                assert_eq!(next.state, outcome.state());
-                assert!(next.state.is_final());
-                assert_eq!(next.ack.as_ref().unwrap().received_at, Timestamp(7));
-            }
-        }
-    }
-
-    #[test]
-    fn identical_answer_again_is_a_no_op() {
-        for outcome in all_outcomes() {
-            let Applied::Changed(answered) = apply(
-                &record(State::Delivered),
-                &Event::Acknowledged(outcome.clone()),
-                Timestamp(7),
-            )
-            .unwrap() else {
-                panic!("expected a change")
-            };
-            assert_eq!(
-                apply(&answered, &Event::Acknowledged(outcome), Timestamp(8)).unwrap(),
-                Applied::Unchanged
-            );
-        }
-    }
-
-    #[test]
-    fn a_different_answer_to_an_answered_instruction_is_refused() {
-        for first in all_outcomes() {
-            let Applied::Changed(answered) = apply(
-                &record(State::Delivered),
-                &Event::Acknowledged(first.clone()),
-                Timestamp(7),
-            )
-            .unwrap() else {
-                panic!("expected a change")
-            };
-            for second in all_outcomes().into_iter().filter(|o| *o != first) {
-                let err = apply(&answered, &Event::Acknowledged(second), Timestamp(8)).unwrap_err();
-                assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
-            }
-            // Same kind, different particulars: refused too.
-            if let Outcome::Executed { .. } = first {
-                let other = Outcome::Executed {
-                    held: Fen::new_unchecked(10_000),
-                    balance: Fen::new_unchecked(6),
-                    executed_at: Timestamp(10),
-                };
-                assert!(apply(&answered, &Event::Acknowledged(other), Timestamp(8)).is_err());
-            }
-        }
-    }
-
-    #[test]
-    fn executed_must_hold_the_whole_amount_and_partial_less() {
-        let rec = record(State::Delivered);
-        let err = apply(&rec, &Event::Acknowledged(executed(9_999)), Timestamp(7)).unwrap_err();
-        assert!(
-            err.to_string().contains("executed.amount_held_fen"),
-            "{err}"
-        );
-        let partial_all = Outcome::Partial {
-            held: Fen::new_unchecked(10_000),
-            balance: Fen::new_unchecked(10_000),
-            executed_at: Timestamp(10),
-        };
-        let err = apply(&rec, &Event::Acknowledged(partial_all), Timestamp(7)).unwrap_err();
-        assert!(err.to_string().contains("partial.amount_held_fen"), "{err}");
-    }
-}
+#[path = "instruction_tests.rs"]
+mod tests;

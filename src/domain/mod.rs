@@ -1,5 +1,8 @@
 //! The legal domain, pure: no async, no tonic, no sled, no clock read (`now` is an argument).
 
+pub mod funds;
+pub mod graph;
 pub mod ids;
 pub mod instruction;
 pub mod notice;
+pub mod policy;

@@ -11,6 +11,7 @@ use crate::hub::Hub;
 use crate::proto::stophub::oversight::v1::oversight_service_server::OversightService;
 use crate::proto::stophub::oversight::v1::*;
 use crate::service::convert;
+use crate::store::TimerKind;
 
 pub struct OversightApi {
     pub hub: Arc<Hub>,
@@ -96,5 +97,66 @@ impl OversightService for OversightApi {
         Ok(Response::new(GetInstructionResponse {
             instruction: Some(convert::instruction_to_proto(&rec)),
         }))
+    }
+
+    async fn list_expiring(
+        &self,
+        req: Request<ListExpiringRequest>,
+    ) -> Result<Response<ListExpiringResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let req = req.into_inner();
+        let hours = match req.within_hours {
+            0 => 240,
+            h @ 1..=8760 => i64::from(h),
+            _ => return Err(Error::invalid("within_hours", "must be 0-8760").into()),
+        };
+        let limit = match req.limit {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(Error::invalid("limit", "must be 0-1000").into()),
+        };
+        let actions = req
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| convert::action_filter(&format!("actions[{i}]"), *a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.hub.now();
+        let to = now.plus_millis(hours * 3_600_000);
+        // Term-end timers index what is in force by expiry; each is re-checked against its
+        // record, since a renewal leaves the old expiry's timer behind until it fires.
+        let mut out = Vec::new();
+        for timer in self
+            .hub
+            .store()
+            .timers_between(now.millis(), to.millis(), usize::MAX)?
+        {
+            if out.len() == limit {
+                break;
+            }
+            if timer.kind != Some(TimerKind::TermEnd) {
+                continue;
+            }
+            let Some(rec) = self.hub.store().instruction(&timer.instruction_id)? else {
+                continue;
+            };
+            let current = rec.state.holding()
+                && rec.effective_until.map(|t| t.millis()) == Some(timer.due_ms);
+            if current && (actions.is_empty() || actions.contains(&rec.action)) {
+                out.push(convert::instruction_to_proto(&rec));
+            }
+        }
+        Ok(Response::new(ListExpiringResponse { instructions: out }))
+    }
+
+    async fn get_case_graph(
+        &self,
+        req: Request<GetCaseGraphRequest>,
+    ) -> Result<Response<GetCaseGraphResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let req = req.get_ref();
+        let graph =
+            crate::service::police::case_graph(&self.hub, &req.police_agency, &req.case_reference)?;
+        Ok(Response::new(GetCaseGraphResponse { graph: Some(graph) }))
     }
 }

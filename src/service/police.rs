@@ -79,6 +79,78 @@ impl PoliceService for PoliceApi {
     ) -> Result<Response<Self::WatchNoticeStream>, Status> {
         let caller = self.caller(&req)?;
         let notice = self.own_notice(&caller, &req.get_ref().notice_id)?;
-        Ok(Response::new(watch::watch(self.hub.clone(), notice)))
+        let until_answered = req.get_ref().until_answered;
+        Ok(Response::new(watch::watch(
+            self.hub.clone(),
+            notice,
+            until_answered,
+        )))
     }
+
+    async fn renew_freeze(
+        &self,
+        req: Request<RenewFreezeRequest>,
+    ) -> Result<Response<RenewFreezeResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let done = self
+            .hub
+            .follow_up(&caller.org, convert::renewal(req.get_ref())?)
+            .await?;
+        Ok(Response::new(RenewFreezeResponse {
+            notice: Some(convert::notice_to_proto(&done.notice, &done.instructions)),
+            replayed: done.replayed,
+        }))
+    }
+
+    async fn release(
+        &self,
+        req: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let done = self
+            .hub
+            .follow_up(&caller.org, convert::release(req.get_ref())?)
+            .await?;
+        Ok(Response::new(ReleaseResponse {
+            notice: Some(convert::notice_to_proto(&done.notice, &done.instructions)),
+            replayed: done.replayed,
+        }))
+    }
+
+    async fn get_case_graph(
+        &self,
+        req: Request<GetCaseGraphRequest>,
+    ) -> Result<Response<GetCaseGraphResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let graph = case_graph(&self.hub, &caller.org, &req.get_ref().case_reference)?;
+        Ok(Response::new(GetCaseGraphResponse { graph: Some(graph) }))
+    }
+}
+
+/// The fund-flow graph of one agency's case; NOT_FOUND when it has no instructions.
+pub fn case_graph(
+    hub: &Hub,
+    agency: &str,
+    case: &str,
+) -> Result<crate::proto::stophub::common::v1::CaseGraph, Error> {
+    if case.is_empty() {
+        return Err(Error::invalid("case_reference", "is required"));
+    }
+    let records = hub
+        .store()
+        .case_instructions(agency, case)?
+        .into_iter()
+        .map(|(_, _, id)| {
+            hub.store()
+                .instruction(&id)?
+                .ok_or_else(|| Error::Store(format!("instruction {id} is missing")))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    if records.is_empty() {
+        return Err(Error::NotFound(format!(
+            "case_reference: agency {agency} has no case {case:?}"
+        )));
+    }
+    let graph = crate::domain::graph::build(&records);
+    Ok(convert::graph_to_proto(agency, case, &graph))
 }

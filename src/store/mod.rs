@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -29,9 +29,65 @@ pub enum TreeId {
     Requests = 2,
     Outbox = 3,
     Unacked = 4,
+    Timers = 5,
+    CaseAccounts = 6,
 }
 
-const TREE_NAMES: [&str; 5] = ["notices", "instructions", "requests", "outbox", "unacked"];
+const TREE_NAMES: [&str; 7] = [
+    "notices",
+    "instructions",
+    "requests",
+    "outbox",
+    "unacked",
+    "timers",
+    "case_accounts",
+];
+
+/// What a delivery-log entry tells the institution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryKind {
+    /// An instruction to act on and acknowledge.
+    Instruction,
+    /// The instruction is overdue: act now.
+    OverdueReminder,
+    /// The stop or freeze ended: lift it.
+    Lapsed,
+}
+
+/// One entry of an institution's delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub instruction_id: String,
+    pub kind: DeliveryKind,
+}
+
+/// What a timer is for. Stored as one byte in its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    AnswerDue = 0,
+    TermEnd = 1,
+    RenewalReminder = 2,
+}
+
+impl TimerKind {
+    pub fn from_byte(b: u8) -> Option<TimerKind> {
+        match b {
+            0 => Some(TimerKind::AnswerDue),
+            1 => Some(TimerKind::TermEnd),
+            2 => Some(TimerKind::RenewalReminder),
+            _ => None,
+        }
+    }
+}
+
+/// A timer as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub key: Vec<u8>,
+    pub due_ms: i64,
+    pub kind: Option<TimerKind>,
+    pub instruction_id: String,
+}
 
 /// Writes staged for one atomic commit, readable before they are committed (so that later
 /// commands of the same batch see earlier ones).
@@ -58,6 +114,22 @@ impl Writes {
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    /// Drops every op from position `len` on (undoing a failed command's staging).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.ops.len() {
+            return;
+        }
+        self.ops.truncate(len);
+        self.index = self
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(i, (tree, key, _))| ((*tree, key.clone()), i))
+            .collect();
     }
     /// The staged value of a key: `Some(None)` when staged for removal, `None` when untouched.
     pub fn staged(&self, tree: TreeId, key: &[u8]) -> Option<Option<&[u8]>> {
@@ -191,11 +263,12 @@ impl Store {
         }
     }
 
-    /// Unacknowledged instructions of `institution` with `after < sequence <= upto`, in order,
-    /// at most `limit`.
+    /// Unacknowledged instructions of `institution` at `priority` with
+    /// `after < sequence <= upto`, in order, at most `limit`.
     pub fn unacked(
         &self,
         institution: &str,
+        priority: u8,
         after: u64,
         upto: u64,
         limit: usize,
@@ -203,13 +276,100 @@ impl Store {
         if upto <= after {
             return Ok(Vec::new());
         }
-        let from = keys::delivery(institution, after.saturating_add(1));
-        let to = keys::delivery(institution, upto);
+        let from = keys::unacked(institution, priority, after.saturating_add(1));
+        let to = keys::unacked(institution, priority, upto);
         let mut out = Vec::new();
         for entry in self.tree(TreeId::Unacked).range(from..=to).take(limit) {
             let (k, v) = entry?;
             let seq = keys::delivery_seq(&k).unwrap_or(0);
             out.push((seq, String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Delivery-log entries of `institution` with `after < sequence <= upto`, at most `limit`.
+    pub fn outbox(
+        &self,
+        institution: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let from = keys::delivery(institution, after.saturating_add(1));
+        let to = keys::delivery(institution, upto);
+        let mut out = Vec::new();
+        for entry in self.tree(TreeId::Outbox).range(from..=to).take(limit) {
+            let (k, v) = entry?;
+            out.push((keys::delivery_seq(&k).unwrap_or(0), decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Timers due at or before `upto_ms`, earliest first, at most `limit`.
+    pub fn due_timers(&self, upto_ms: i64, limit: usize) -> Result<Vec<Timer>> {
+        self.timers_between(0, upto_ms, limit)
+    }
+
+    /// Timers due in `from_ms..=to_ms`, earliest first, at most `limit`.
+    pub fn timers_between(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Timer>> {
+        let from = (from_ms.max(0) as u64).to_be_bytes();
+        let to = (to_ms.max(0) as u64).saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for entry in self.tree(TreeId::Timers).range(from..to).take(limit) {
+            let (k, _) = entry?;
+            if let Some((due_ms, kind, instruction_id)) = keys::parse_timer(&k) {
+                out.push(Timer {
+                    key: k.to_vec(),
+                    due_ms,
+                    kind: TimerKind::from_byte(kind),
+                    instruction_id,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the earliest timer is due, if any.
+    pub fn first_timer_due(&self) -> Result<Option<i64>> {
+        Ok(match self.tree(TreeId::Timers).first()? {
+            Some((k, _)) => keys::parse_timer(&k).map(|t| t.0),
+            None => None,
+        })
+    }
+
+    /// Every (institution, account, instruction id) of a case.
+    pub fn case_instructions(
+        &self,
+        agency: &str,
+        case: &str,
+    ) -> Result<Vec<(String, String, String)>> {
+        let prefix = keys::case_prefix(agency, case);
+        let mut out = Vec::new();
+        for entry in self.tree(TreeId::CaseAccounts).scan_prefix(&prefix) {
+            let (k, _) = entry?;
+            if let Some(t) = keys::parse_case_account(&k, prefix.len()) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The instruction ids on one account within a case.
+    pub fn account_instructions(
+        &self,
+        agency: &str,
+        case: &str,
+        institution: &str,
+        account: &str,
+    ) -> Result<Vec<String>> {
+        let prefix = keys::case_account_prefix(agency, case, institution, account);
+        let mut out = Vec::new();
+        for entry in self.tree(TreeId::CaseAccounts).scan_prefix(&prefix) {
+            let (k, _) = entry?;
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
         }
         Ok(out)
     }
@@ -251,8 +411,17 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             let mut w = Writes::default();
-            w.put_raw(TreeId::Outbox, keys::delivery("ICBC", 7), "I1");
-            w.put_raw(TreeId::Unacked, keys::delivery("ICBC", 7), "I1");
+            let entry = OutboxEntry {
+                instruction_id: "I1".into(),
+                kind: DeliveryKind::Instruction,
+            };
+            w.put(TreeId::Outbox, keys::delivery("ICBC", 7), &entry);
+            w.put_raw(TreeId::Unacked, keys::unacked("ICBC", 0, 7), "I1");
+            w.put_raw(
+                TreeId::Timers,
+                keys::timer(500, TimerKind::TermEnd as u8, "I1"),
+                Vec::new(),
+            );
             store.commit(&w).unwrap();
             store.sync().unwrap();
         }
@@ -260,9 +429,21 @@ mod tests {
         assert_eq!(store.last_sequence("ICBC").unwrap(), 7);
         assert_eq!(store.last_sequence("CCB").unwrap(), 0);
         assert_eq!(
-            store.unacked("ICBC", 0, 10, 100).unwrap(),
+            store.unacked("ICBC", 0, 0, 10, 100).unwrap(),
             vec![(7, "I1".to_string())]
         );
-        assert!(store.unacked("ICBC", 7, 10, 100).unwrap().is_empty());
+        assert!(store.unacked("ICBC", 0, 7, 10, 100).unwrap().is_empty());
+        assert!(store.unacked("ICBC", 1, 0, 10, 100).unwrap().is_empty());
+        assert_eq!(
+            store.outbox("ICBC", 0, 10, 10).unwrap()[0].1.instruction_id,
+            "I1"
+        );
+        assert_eq!(store.first_timer_due().unwrap(), Some(500));
+        assert!(store.due_timers(499, 10).unwrap().is_empty());
+        let due = store.due_timers(500, 10).unwrap();
+        assert_eq!(
+            (due[0].kind, due[0].instruction_id.as_str()),
+            (Some(TimerKind::TermEnd), "I1")
+        );
     }
 }

@@ -219,6 +219,7 @@ pub fn suspect(institution: &str, account: &str, amount_fen: i64) -> pb::Suspect
         account_name: "Wang Wu".into(),
         account_kind: kind as i32,
         amount_fen,
+        ..Default::default()
     }
 }
 
@@ -242,6 +243,7 @@ pub fn notice(
             transaction_reference: "CCB-TX-778899".into(),
         }),
         suspect_accounts: suspects,
+        ..Default::default()
     }
 }
 
@@ -253,5 +255,6 @@ pub fn executed(
         amount_held_fen: amount_fen,
         balance_fen: 123,
         executed_at: Some(ts(at_ms)),
+        ..Default::default()
     })
 }

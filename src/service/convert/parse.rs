@@ -1,18 +1,18 @@
-//! proto <-> domain, and nowhere else. Parsing from proto is where input is validated: every
-//! refusal names the field (with its index in lists) and the rule.
+//! proto -> domain: where input is validated. Every refusal names the field and the rule.
 
 use std::collections::HashSet;
 
 use prost_types::Timestamp as PbTimestamp;
 
 use crate::domain::ids::{self, AccountNumber, Fen, InstitutionCode, Timestamp};
-use crate::domain::instruction::{InstructionRecord, MismatchField, Outcome, State};
+use crate::domain::instruction::{EarlierFreeze, MismatchField, OnwardTransfer, Outcome, State};
 use crate::domain::notice::{
-    AccountKind, Action, MAX_ACCOUNTS_PER_NOTICE, NewNotice, NoticeRecord, SuspectAccount,
-    VictimTransfer,
+    AccountKind, Action, CaseFiling, FollowUpKind, FreezeMode, FreezeTerms,
+    MAX_ACCOUNTS_PER_NOTICE, MajorApproval, NewFollowUp, NewNotice, SuspectAccount, VictimTransfer,
 };
 use crate::error::{Error, Result};
 use crate::hub::HubConfig;
+use crate::participants::PoliceLevel;
 use crate::participants::{InstitutionKind, Registry};
 use crate::proto::stophub::bank::v1 as bank;
 use crate::proto::stophub::common::v1 as pb;
@@ -22,14 +22,6 @@ use crate::proto::stophub::police::v1 as police;
 const MAX_NAME: usize = 64;
 /// Largest length of free-text details and reasons.
 const MAX_DETAIL: usize = 256;
-
-pub fn timestamp_to_proto(t: Timestamp) -> PbTimestamp {
-    let ms = t.millis();
-    PbTimestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
 
 pub fn timestamp_from_proto(field: &str, t: Option<&PbTimestamp>) -> Result<Timestamp> {
     let t = t.ok_or_else(|| Error::invalid(field, "is required"))?;
@@ -91,36 +83,34 @@ fn non_negative_fen(field: &str, v: i64, config: &HubConfig) -> Result<Fen> {
 fn action_from_proto(v: i32) -> Result<Action> {
     match pb::Action::try_from(v) {
         Ok(pb::Action::StopPayment) => Ok(Action::StopPayment),
+        Ok(pb::Action::Freeze) => Ok(Action::Freeze),
+        Ok(pb::Action::RenewFreeze) => Err(Error::invalid(
+            "action",
+            "renew a freeze with the RenewFreeze RPC",
+        )),
+        Ok(pb::Action::ReleaseStop | pb::Action::ReleaseFreeze) => Err(Error::invalid(
+            "action",
+            "release a stop or freeze with the Release RPC",
+        )),
         Ok(pb::Action::Unspecified) => Err(Error::invalid(
             "action",
-            "is required (ACTION_STOP_PAYMENT)",
+            "is required (ACTION_STOP_PAYMENT or ACTION_FREEZE)",
         )),
         Err(_) => Err(Error::invalid("action", format!("unknown value {v}"))),
     }
 }
 
-fn action_to_proto(a: Action) -> pb::Action {
-    match a {
-        Action::StopPayment => pb::Action::StopPayment,
-    }
-}
-
-fn account_kind_to_proto(k: AccountKind) -> pb::AccountKind {
-    match k {
-        AccountKind::Bank => pb::AccountKind::BankAccount,
-        AccountKind::Payment => pb::AccountKind::PaymentAccount,
-    }
-}
-
-pub fn state_to_proto(s: State) -> pb::InstructionState {
-    match s {
-        State::Pending => pb::InstructionState::Pending,
-        State::Delivered => pb::InstructionState::Delivered,
-        State::Executed => pb::InstructionState::Executed,
-        State::Partial => pb::InstructionState::Partial,
-        State::Mismatch => pb::InstructionState::Mismatch,
-        State::AccountNotFound => pb::InstructionState::AccountNotFound,
-        State::Rejected => pb::InstructionState::Rejected,
+/// Parses a proto action filter value (oversight lists).
+pub fn action_filter(field: &str, v: i32) -> Result<Action> {
+    match pb::Action::try_from(v) {
+        Ok(pb::Action::StopPayment) => Ok(Action::StopPayment),
+        Ok(pb::Action::Freeze) => Ok(Action::Freeze),
+        Ok(pb::Action::RenewFreeze) => Ok(Action::RenewFreeze),
+        Ok(pb::Action::ReleaseStop) => Ok(Action::ReleaseStop),
+        Ok(pb::Action::ReleaseFreeze) => Ok(Action::ReleaseFreeze),
+        Ok(pb::Action::Unspecified) | Err(_) => {
+            Err(Error::invalid(field, format!("unknown action {v}")))
+        }
     }
 }
 
@@ -133,6 +123,10 @@ pub fn state_from_proto(field: &str, v: i32) -> Result<State> {
         Ok(pb::InstructionState::Mismatch) => Ok(State::Mismatch),
         Ok(pb::InstructionState::AccountNotFound) => Ok(State::AccountNotFound),
         Ok(pb::InstructionState::Rejected) => Ok(State::Rejected),
+        Ok(pb::InstructionState::Overdue) => Ok(State::Overdue),
+        Ok(pb::InstructionState::Queued) => Ok(State::Queued),
+        Ok(pb::InstructionState::Lapsed) => Ok(State::Lapsed),
+        Ok(pb::InstructionState::Released) => Ok(State::Released),
         Ok(pb::InstructionState::Unspecified) | Err(_) => Err(Error::invalid(
             field,
             format!("unknown instruction state {v}"),
@@ -223,6 +217,13 @@ fn suspect_from_proto(
         account_name: text(&f("account_name"), &a.account_name, true, MAX_NAME)?,
         account_kind,
         amount: positive_fen(&f("amount_fen"), a.amount_fen, config)?,
+        follows: match a.follows_instruction_id.as_str() {
+            "" => None,
+            id => Some(
+                ids::request_id(id)
+                    .map_err(|rule| Error::invalid(f("follows_instruction_id"), rule))?,
+            ),
+        },
     })
 }
 
@@ -272,13 +273,190 @@ pub fn new_notice(
         }
         accounts.push(account);
     }
+    let (case_filing, freeze) = freeze_particulars(req, action, registry, config, now)?;
+    if action != Action::Freeze {
+        if let Some(i) = accounts.iter().position(|a| a.follows.is_some()) {
+            return Err(Error::invalid(
+                format!("suspect_accounts[{i}].follows_instruction_id"),
+                "is only for freezes",
+            ));
+        }
+    }
     Ok(NewNotice {
         request_id,
         case_reference,
         action,
         victim,
         accounts,
+        case_filing,
+        freeze,
+        follow_depth: follow_depth(req.follow_funds.as_ref())?,
     })
+}
+
+fn follow_depth(f: Option<&police::FollowFunds>) -> Result<u8> {
+    match f {
+        None => Ok(0),
+        Some(f) if !f.enabled => Ok(0),
+        Some(f) => match f.max_depth {
+            0 => Ok(3),
+            d @ 1..=5 => Ok(d as u8),
+            _ => Err(Error::invalid(
+                "follow_funds.max_depth",
+                "must be 1-5 (0 means 3)",
+            )),
+        },
+    }
+}
+
+/// The case filing and freeze terms: required for a freeze, which needs a filed case.
+fn freeze_particulars(
+    req: &police::SubmitNoticeRequest,
+    action: Action,
+    registry: &Registry,
+    config: &HubConfig,
+    now: Timestamp,
+) -> Result<(Option<CaseFiling>, Option<FreezeTerms>)> {
+    let case_filing = match &req.case_filing {
+        None => None,
+        Some(c) => {
+            let filed_at = timestamp_from_proto("case_filing.filed_at", c.filed_at.as_ref())?;
+            not_in_future("case_filing.filed_at", filed_at, now, config)?;
+            Some(CaseFiling {
+                case_number: text("case_filing.case_number", &c.case_number, true, MAX_NAME)?,
+                filed_at,
+            })
+        }
+    };
+    if action != Action::Freeze {
+        if req.freeze.is_some() {
+            return Err(Error::invalid("freeze", "is only for ACTION_FREEZE"));
+        }
+        return Ok((case_filing, None));
+    }
+    if case_filing.is_none() {
+        return Err(Error::FailedPrecondition(
+            "case_filing: a freeze needs a filed case (立案): give case_filing.case_number and case_filing.filed_at; \
+             before filing, use an emergency stop-payment"
+                .into(),
+        ));
+    }
+    let terms = req.freeze.as_ref().ok_or_else(|| {
+        Error::invalid(
+            "freeze",
+            "is required for ACTION_FREEZE (the mode, and any major-case approval)",
+        )
+    })?;
+    let mode = match pb::FreezeMode::try_from(terms.mode) {
+        Ok(pb::FreezeMode::AmountLimited) => FreezeMode::AmountLimited,
+        Ok(pb::FreezeMode::ReceiveOnly) => FreezeMode::ReceiveOnly,
+        Ok(pb::FreezeMode::Unspecified) | Err(_) => {
+            return Err(Error::invalid(
+                "freeze.mode",
+                "is required (FREEZE_MODE_AMOUNT_LIMITED or FREEZE_MODE_RECEIVE_ONLY)",
+            ));
+        }
+    };
+    let major = match &terms.major_case_approval {
+        None => None,
+        Some(m) => {
+            let approved_by = m.approved_by.as_str();
+            match registry.police(approved_by).map(|p| p.level) {
+                Some(PoliceLevel::City) => {}
+                Some(PoliceLevel::County) => {
+                    return Err(Error::invalid(
+                        "freeze.major_case_approval.approved_by",
+                        format!(
+                            "{approved_by} is a county-level agency; a major case needs city-level approval"
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Error::invalid(
+                        "freeze.major_case_approval.approved_by",
+                        format!("{approved_by:?} is not a registered police agency"),
+                    ));
+                }
+            }
+            Some(MajorApproval {
+                reference: text(
+                    "freeze.major_case_approval.approval_reference",
+                    &m.approval_reference,
+                    true,
+                    MAX_NAME,
+                )?,
+                approved_by: approved_by.to_owned(),
+            })
+        }
+    };
+    Ok((case_filing, Some(FreezeTerms { mode, major })))
+}
+
+/// A renewal request.
+pub fn renewal(req: &police::RenewFreezeRequest) -> Result<NewFollowUp> {
+    Ok(NewFollowUp {
+        request_id: ids::request_id(&req.request_id)
+            .map_err(|rule| Error::invalid("request_id", rule))?,
+        target: instruction_id("instruction_id", &req.instruction_id)?,
+        kind: FollowUpKind::Renew {
+            until: req
+                .renew_until
+                .as_ref()
+                .map(|t| timestamp_from_proto("renew_until", Some(t)))
+                .transpose()?,
+        },
+    })
+}
+
+/// A release request.
+pub fn release(req: &police::ReleaseRequest) -> Result<NewFollowUp> {
+    Ok(NewFollowUp {
+        request_id: ids::request_id(&req.request_id)
+            .map_err(|rule| Error::invalid("request_id", rule))?,
+        target: instruction_id("instruction_id", &req.instruction_id)?,
+        kind: FollowUpKind::Release {
+            reason: text("reason", &req.reason, true, MAX_DETAIL)?,
+        },
+    })
+}
+
+/// An instruction id as a client passes it back.
+pub fn instruction_id(field: &str, s: &str) -> Result<String> {
+    if s.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    ids::request_id(s).map_err(|rule| Error::invalid(field, rule))
+}
+
+fn onward(
+    prefix: &str,
+    list: &[pb::OnwardTransfer],
+    config: &HubConfig,
+    now: Timestamp,
+) -> Result<Vec<OnwardTransfer>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let f = |name: &str| format!("{prefix}.onward_transfers[{i}].{name}");
+            InstitutionCode::parse(&t.institution_code)
+                .map_err(|rule| Error::invalid(f("institution_code"), rule))?;
+            let time = timestamp_from_proto(&f("time"), t.time.as_ref())?;
+            not_in_future(&f("time"), time, now, config)?;
+            Ok(OnwardTransfer {
+                institution_code: t.institution_code.clone(),
+                account_number: account_number(&f("account_number"), &t.account_number)?,
+                account_name: text(&f("account_name"), &t.account_name, true, MAX_NAME)?,
+                amount: positive_fen(&f("amount_fen"), t.amount_fen, config)?,
+                time,
+                reference: text(
+                    &f("transaction_reference"),
+                    &t.transaction_reference,
+                    true,
+                    MAX_NAME,
+                )?,
+            })
+        })
+        .collect()
 }
 
 fn hold(
@@ -308,7 +486,7 @@ pub fn outcome(
     match outcome {
         None => Err(Error::invalid(
             "outcome",
-            "exactly one of executed, partial, mismatch, account_not_found, rejected is required",
+            "exactly one of executed, partial, frozen, done, mismatch, account_not_found, rejected is required",
         )),
         Some(O::Executed(e)) => {
             let (held, balance, executed_at) = hold(
@@ -323,6 +501,7 @@ pub fn outcome(
                 held,
                 balance,
                 executed_at,
+                onward: onward("executed", &e.onward_transfers, config, now)?,
             })
         }
         Some(O::Partial(p)) => {
@@ -338,6 +517,7 @@ pub fn outcome(
                 held,
                 balance,
                 executed_at,
+                onward: onward("partial", &p.onward_transfers, config, now)?,
             })
         }
         Some(O::Mismatch(m)) => {
@@ -381,99 +561,45 @@ pub fn outcome(
         Some(O::Rejected(r)) => Ok(Outcome::Rejected {
             reason: text("rejected.reason", &r.reason, true, MAX_DETAIL)?,
         }),
+        Some(O::Frozen(fz)) => frozen(fz, config, now),
+        Some(O::Done(d)) => {
+            let executed_at = timestamp_from_proto("done.executed_at", d.executed_at.as_ref())?;
+            not_in_future("done.executed_at", executed_at, now, config)?;
+            Ok(Outcome::Done { executed_at })
+        }
     }
 }
 
-fn outcome_to_proto(o: &Outcome) -> pb::acknowledgement::Outcome {
-    use pb::acknowledgement::Outcome as O;
-    match o {
-        Outcome::Executed {
-            held,
-            balance,
-            executed_at,
-        } => O::Executed(pb::Executed {
-            amount_held_fen: held.get(),
-            balance_fen: balance.get(),
-            executed_at: Some(timestamp_to_proto(*executed_at)),
-        }),
-        Outcome::Partial {
-            held,
-            balance,
-            executed_at,
-        } => O::Partial(pb::Partial {
-            amount_held_fen: held.get(),
-            balance_fen: balance.get(),
-            executed_at: Some(timestamp_to_proto(*executed_at)),
-        }),
-        Outcome::Mismatch { fields, detail } => O::Mismatch(pb::Mismatch {
-            fields: fields
-                .iter()
-                .map(|f| match f {
-                    MismatchField::AccountName => pb::MismatchField::AccountName,
-                    MismatchField::AccountNumber => pb::MismatchField::AccountNumber,
-                    MismatchField::Amount => pb::MismatchField::Amount,
-                    MismatchField::TransferTime => pb::MismatchField::TransferTime,
-                } as i32)
-                .collect(),
-            detail: detail.clone(),
-        }),
-        Outcome::AccountNotFound { detail } => O::AccountNotFound(pb::AccountNotFound {
-            detail: detail.clone(),
-        }),
-        Outcome::Rejected { reason } => O::Rejected(pb::Rejected {
-            reason: reason.clone(),
-        }),
-    }
-}
-
-fn victim_to_proto(v: &VictimTransfer) -> pb::VictimTransfer {
-    pb::VictimTransfer {
-        institution_code: v.institution_code.to_string(),
-        account_number: v.account_number.as_str().to_owned(),
-        account_name: v.account_name.clone(),
-        currency: v.currency.clone(),
-        amount_fen: v.amount.get(),
-        transfer_time: Some(timestamp_to_proto(v.transfer_time)),
-        transaction_reference: v.transaction_reference.clone(),
-    }
-}
-
-pub fn instruction_to_proto(r: &InstructionRecord) -> pb::Instruction {
-    pb::Instruction {
-        instruction_id: r.instruction_id.clone(),
-        notice_id: r.notice_id.clone(),
-        case_reference: r.case_reference.clone(),
-        police_agency: r.police_agency.clone(),
-        action: action_to_proto(r.action) as i32,
-        account: Some(pb::SuspectAccount {
-            institution_code: r.account.institution_code.to_string(),
-            account_number: r.account.account_number.as_str().to_owned(),
-            account_name: r.account.account_name.clone(),
-            account_kind: account_kind_to_proto(r.account.account_kind) as i32,
-            amount_fen: r.account.amount.get(),
-        }),
-        victim_transfer: Some(victim_to_proto(&r.victim)),
-        state: state_to_proto(r.state) as i32,
-        sequence: r.sequence,
-        created_at: Some(timestamp_to_proto(r.created_at)),
-        answer_due_at: Some(timestamp_to_proto(r.answer_due_at)),
-        delivered_at: r.delivered_at.map(timestamp_to_proto),
-        acknowledgement: r.ack.as_ref().map(|a| pb::Acknowledgement {
-            outcome: Some(outcome_to_proto(&a.outcome)),
-            received_at: Some(timestamp_to_proto(a.received_at)),
-        }),
-        updated_at: Some(timestamp_to_proto(r.updated_at)),
-    }
-}
-
-pub fn notice_to_proto(n: &NoticeRecord, instructions: &[InstructionRecord]) -> police::Notice {
-    police::Notice {
-        notice_id: n.notice_id.clone(),
-        request_id: n.request_id.clone(),
-        case_reference: n.case_reference.clone(),
-        police_agency: n.police_agency.clone(),
-        action: action_to_proto(n.action) as i32,
-        victim_transfer: Some(victim_to_proto(&n.victim)),
-        instructions: instructions.iter().map(instruction_to_proto).collect(),
-    }
+fn frozen(fz: &pb::Frozen, config: &HubConfig, now: Timestamp) -> Result<Outcome> {
+    let fen = |name: &str, v: i64| non_negative_fen(&format!("frozen.{name}"), v, config);
+    let executed_at = timestamp_from_proto("frozen.executed_at", fz.executed_at.as_ref())?;
+    not_in_future("frozen.executed_at", executed_at, now, config)?;
+    let earlier = fz
+        .earlier_freezes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let f = |name: &str| format!("frozen.earlier_freezes[{i}].{name}");
+            Ok(EarlierFreeze {
+                amount: non_negative_fen(&f("amount_fen"), e.amount_fen, config)?,
+                expires_at: timestamp_from_proto(&f("expires_at"), e.expires_at.as_ref())?,
+                authority: text(&f("authority"), &e.authority, true, MAX_NAME)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Outcome::Frozen {
+        frozen: fen("amount_frozen_fen", fz.amount_frozen_fen)?,
+        balance: fen("balance_fen", fz.balance_fen)?,
+        available: fen("available_balance_fen", fz.available_balance_fen)?,
+        not_frozen: fen("amount_not_frozen_fen", fz.amount_not_frozen_fen)?,
+        not_frozen_reason: text(
+            "frozen.not_frozen_reason",
+            &fz.not_frozen_reason,
+            false,
+            MAX_DETAIL,
+        )?,
+        earlier,
+        executed_at,
+        onward: onward("frozen", &fz.onward_transfers, config, now)?,
+    })
 }

@@ -1,0 +1,296 @@
+//! The one orchestrator. Every change of state runs on one writer thread ([`writer`]):
+//! `now` -> domain transition -> staged writes; then, for a whole batch of commands, one
+//! atomic store commit and one durable sync (group commit); then replies, watcher events and
+//! stream wake-ups.
+//!
+//! One writer means no write conflicts and a total order of transitions (two identical
+//! submissions racing each other cannot both create a notice); batching means durability
+//! costs one fsync per batch, not per request. Reads go straight to the store from any task.
+
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::domain::ids::Timestamp;
+use crate::domain::instruction::{InstructionRecord, Outcome};
+use crate::domain::notice::{NewFollowUp, NewNotice, NoticeRecord};
+use crate::domain::policy::Policy;
+use crate::error::{Error, Result};
+use crate::participants::Registry;
+use crate::store::Store;
+
+/// Limits and the time rules.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The largest amount, in fen, any request may name.
+    pub max_amount_fen: i64,
+    /// How far in the future of the hub's clock a client-supplied instant may be, in ms.
+    pub max_future_skew_ms: i64,
+    pub policy: Policy,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            max_amount_fen: 1_000_000_000_000, // 10 billion yuan
+            max_future_skew_ms: 5 * 60 * 1000,
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// The answer to a submission, renewal or release.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub notice: NoticeRecord,
+    pub instructions: Vec<InstructionRecord>,
+    pub replayed: bool,
+}
+
+/// The answer to an acknowledgement.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub instruction: InstructionRecord,
+    pub duplicate: bool,
+}
+
+/// What watchers are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The instruction changed.
+    State,
+    /// A freeze expires within the reminder period.
+    RenewalReminder,
+}
+
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub record: InstructionRecord,
+    pub kind: ChangeKind,
+}
+
+enum Command {
+    Submit {
+        agency: String,
+        notice: Box<NewNotice>,
+        reply: oneshot::Sender<Result<Submitted>>,
+    },
+    FollowUp {
+        agency: String,
+        follow_up: NewFollowUp,
+        reply: oneshot::Sender<Result<Submitted>>,
+    },
+    Acknowledge {
+        institution: String,
+        instruction_id: String,
+        outcome: Outcome,
+        reply: oneshot::Sender<Result<Acked>>,
+    },
+    Delivered {
+        instruction_id: String,
+    },
+    /// Fire every timer due by the hub's clock; the reply says how many fired.
+    FireTimers {
+        reply: oneshot::Sender<Result<usize>>,
+    },
+    Stop,
+}
+
+/// At most this many commands share one sync.
+const MAX_BATCH: usize = 2048;
+
+pub struct Hub {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    config: HubConfig,
+    clock: SharedClock,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Arc<Change>>,
+    /// Per institution: the highest sequence that is durable, so streams never send what a
+    /// crash could take back.
+    watermarks: Arc<HashMap<String, watch::Sender<u64>>>,
+    /// Woken when a commit scheduled a timer, so the timer task re-reads the earliest.
+    timers_changed: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+/// Joins the writer thread after the last command has been synced.
+pub struct WriterHandle {
+    commands: mpsc::Sender<Command>,
+    thread: JoinHandle<()>,
+}
+
+impl WriterHandle {
+    /// Processes everything already queued, syncs it, and stops the writer.
+    pub async fn stop(self) {
+        let _ = self.commands.send(Command::Stop).await;
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+impl Hub {
+    pub fn start(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        config: HubConfig,
+        clock: SharedClock,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Hub>, WriterHandle)> {
+        let mut next_seq = HashMap::new();
+        let mut watermarks = HashMap::new();
+        for institution in registry.institutions() {
+            let last = store.last_sequence(&institution.code)?;
+            next_seq.insert(institution.code.clone(), last);
+            watermarks.insert(institution.code.clone(), watch::Sender::new(last));
+        }
+        let watermarks = Arc::new(watermarks);
+        let (events, _) = broadcast::channel(4096);
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
+        let timers_changed = Arc::new(Notify::new());
+        let writer = writer::Writer {
+            store: store.clone(),
+            registry: registry.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            next_seq,
+            events: events.clone(),
+            watermarks: watermarks.clone(),
+            timers_changed: timers_changed.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("stophub-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Store(format!("cannot start the writer thread: {e}")))?;
+        let hub = Arc::new(Hub {
+            store,
+            registry,
+            config,
+            clock,
+            commands: tx.clone(),
+            events,
+            watermarks,
+            timers_changed,
+            shutdown,
+        });
+        Ok((
+            hub,
+            WriterHandle {
+                commands: tx,
+                thread,
+            },
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.events.subscribe()
+    }
+    pub fn watermark(&self, institution: &str) -> Option<watch::Receiver<u64>> {
+        self.watermarks.get(institution).map(|w| w.subscribe())
+    }
+    pub fn timers_changed(&self) -> &Arc<Notify> {
+        &self.timers_changed
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Stores a validated notice and its instructions durably, or returns the original answer
+    /// for an identical retry.
+    pub async fn submit(&self, agency: &str, notice: NewNotice) -> Result<Submitted> {
+        self.call(|reply| Command::Submit {
+            agency: agency.to_owned(),
+            notice: Box::new(notice),
+            reply,
+        })
+        .await
+    }
+
+    /// A renewal or release of one of the agency's instructions.
+    pub async fn follow_up(&self, agency: &str, follow_up: NewFollowUp) -> Result<Submitted> {
+        self.call(|reply| Command::FollowUp {
+            agency: agency.to_owned(),
+            follow_up,
+            reply,
+        })
+        .await
+    }
+
+    /// Records an institution's answer durably.
+    pub async fn acknowledge(
+        &self,
+        institution: &str,
+        instruction_id: &str,
+        outcome: Outcome,
+    ) -> Result<Acked> {
+        self.call(|reply| Command::Acknowledge {
+            institution: institution.to_owned(),
+            instruction_id: instruction_id.to_owned(),
+            outcome,
+            reply,
+        })
+        .await
+    }
+
+    /// Fires the timers that are due now; returns how many fired.
+    pub async fn fire_timers(&self) -> Result<usize> {
+        self.call(|reply| Command::FireTimers { reply }).await
+    }
+
+    /// Notes that an instruction went out on its institution's stream. Fire and forget: it
+    /// becomes durable with the next batch that is synced.
+    pub fn mark_delivered(&self, instruction_id: &str) {
+        let _ = self.commands.try_send(Command::Delivered {
+            instruction_id: instruction_id.to_owned(),
+        });
+    }
+
+    /// The notice's instructions as stored now.
+    pub fn notice_instructions(&self, notice: &NoticeRecord) -> Result<Vec<InstructionRecord>> {
+        notice
+            .instruction_ids
+            .iter()
+            .map(|id| {
+                self.store.instruction(id)?.ok_or_else(|| {
+                    Error::Store(format!(
+                        "instruction {id} of {} is missing",
+                        notice.notice_id
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
