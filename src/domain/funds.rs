@@ -27,7 +27,7 @@ pub struct ChildStop {
     pub amount: Fen,
     /// Index into the plan's hops, to fill in the new instruction id.
     pub hop: usize,
-    /// Later hops into the same account (CYCLE), to point at the same new instruction.
+    /// Later hops into the same account, folded into this stop, to point at it too.
     pub also: Vec<usize>,
 }
 
@@ -85,14 +85,22 @@ pub fn plan(
             .iter()
             .find(|(i, a, _)| *i == t.institution_code && a == account)
         {
-            // A second transfer into an account this plan already stops: recorded, not stopped twice.
+            // A second transfer into an account this plan already stops: the same stop asks for
+            // what flowed in on both (within what is left), rather than a second stop.
             let first = *first;
             let index = plan.hops.len();
-            plan.hops.push(hop(HopResult::Cycle, 0));
-            plan.children
-                .iter_mut()
-                .filter(|c| c.hop == first)
-                .for_each(|c| c.also.push(index));
+            let amount = t.amount.get().min(remaining);
+            remaining -= amount;
+            let result = if amount > 0 {
+                HopResult::Followed
+            } else {
+                HopResult::NothingLeft
+            };
+            plan.hops.push(hop(result, amount));
+            if let Some(child) = plan.children.iter_mut().find(|c| c.hop == first) {
+                child.amount = Fen::new_unchecked(child.amount.get() + amount);
+                child.also.push(index);
+            }
             continue;
         }
         if ctx.stops_in_case(&t.institution_code, account) >= max_stops {

@@ -271,19 +271,23 @@ fn two_transfers_into_one_new_account_make_one_stop() {
     let plan = follow(&World::new(), 10_000, 0, &transfers);
     assert_eq!(
         results(&plan),
-        [HopResult::Followed, HopResult::Followed, HopResult::Cycle]
+        [
+            HopResult::Followed,
+            HopResult::Followed,
+            HopResult::Followed
+        ]
     );
     assert_eq!(plan.children.len(), 2);
     let first = &plan.children[0];
     assert_eq!((first.hop, first.also.as_slice()), (0, &[2][..]));
     assert!(plan.children[1].also.is_empty());
-    // The second hop points at the new stop once it has an id; the plan leaves it empty.
+    // The second hop points at the same new stop once it has an id; the plan leaves it empty.
     assert_eq!(
         (plan.hops[2].instruction_id.as_ref(), plan.hops[2].followed),
-        (None, 0)
+        (None, 3_000)
     );
-    // The stop asks for what the first (followed) transfer carried.
-    assert_eq!(amounts(&plan), [2_000, 1_000]);
+    // The one stop asks for what flowed in on both transfers.
+    assert_eq!(amounts(&plan), [5_000, 1_000]);
 }
 
 #[test]
@@ -429,9 +433,19 @@ fn violations(
         .iter()
         .filter(|h| h.result == HopResult::Followed)
         .count();
+    let folded: usize = plan
+        .children
+        .iter()
+        .map(|c| {
+            c.also
+                .iter()
+                .filter(|&&i| plan.hops[i].result == HopResult::Followed)
+                .count()
+        })
+        .sum();
     check(
-        followed == plan.children.len(),
-        "one child per followed hop",
+        followed == plan.children.len() + folded,
+        "one child per followed hop, besides hops folded into a child",
     );
     check(
         plan.hops
@@ -464,14 +478,21 @@ fn violations(
             &child.transfer.institution_code,
             child.transfer.account_number.as_str(),
         );
+        // A child asks for what its own hops followed: each within its transfer.
+        let folded: i64 = std::iter::once(child.hop)
+            .chain(child.also.iter().copied())
+            .map(|i| plan.hops[i].followed)
+            .sum();
         check(
-            child.amount.get() > 0 && child.amount <= child.transfer.amount,
-            "child amount within its transfer",
+            child.amount.get() > 0 && child.amount.get() == folded,
+            "child amount is what its hops followed",
         );
         let hop = &plan.hops[child.hop];
         check(
-            hop.result == HopResult::Followed && hop.followed == child.amount.get(),
-            "child's hop followed",
+            hop.result == HopResult::Followed
+                && hop.followed > 0
+                && hop.followed <= hop.transfer.amount.get(),
+            "child's hop followed within its transfer",
         );
         check(
             hop.transfer == child.transfer,
@@ -501,8 +522,10 @@ fn violations(
         for &i in &child.also {
             let other = &plan.hops[i];
             check(
-                i > child.hop && other.result == HopResult::Cycle,
-                "also points at a later cycle",
+                i > child.hop
+                    && matches!(other.result, HopResult::Followed | HopResult::NothingLeft)
+                    && other.followed <= other.transfer.amount.get(),
+                "also points at a later hop into the same account",
             );
             check(
                 other.transfer.institution_code == *institution,

@@ -482,7 +482,15 @@ pub fn apply(
             Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
             | AccountNotFound | Rejected | Lapsed | Released,
             Event::FollowUpOpened(id),
-        ) => change(rec, now, |r| r.pending_follow_up = Some(id.clone())),
+        ) => {
+            if let Some(other) = &rec.pending_follow_up {
+                return Err(Error::FailedPrecondition(format!(
+                    "instruction_id: {other} acting on {} awaits its answer; wait for it first",
+                    rec.instruction_id
+                )));
+            }
+            change(rec, now, |r| r.pending_follow_up = Some(id.clone()))
+        }
         (
             Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
             | AccountNotFound | Rejected | Lapsed | Released,
@@ -495,12 +503,12 @@ pub fn apply(
             }
         }
 
-        (Executed | Partial | Queued, Event::HopsRecorded(hops)) => {
+        (Executed | Partial | Queued, Event::HopsRecorded(hops)) if rec.action.holds_money() => {
             change(rec, now, |r| r.hops = hops.clone())
         }
         (
-            Pending | Delivered | Overdue | Mismatch | AccountNotFound | Rejected | Lapsed
-            | Released,
+            Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
+            | AccountNotFound | Rejected | Lapsed | Released,
             Event::HopsRecorded(_),
         ) => {
             return Err(Error::FailedPrecondition(format!(

@@ -258,3 +258,150 @@ pub fn executed(
         ..Default::default()
     })
 }
+
+pub type AckOutcome = stophub::proto::stophub::bank::v1::acknowledge_request::Outcome;
+
+pub const MINUTE: i64 = 60_000;
+pub const HOUR: i64 = 60 * MINUTE;
+pub const DAY: i64 = 24 * HOUR;
+
+pub fn state_of(i: &pb::Instruction) -> pb::InstructionState {
+    pb::InstructionState::try_from(i.state).expect("known state")
+}
+
+/// Reads an instruction through oversight.
+pub async fn instruction(hub: &TestHub, id: &str) -> pb::Instruction {
+    let mut oversight = hub.oversight("PBOC").await;
+    oversight
+        .get_instruction(
+            stophub::proto::stophub::oversight::v1::GetInstructionRequest {
+                instruction_id: id.into(),
+            },
+        )
+        .await
+        .expect("get instruction")
+        .into_inner()
+        .instruction
+        .expect("instruction")
+}
+
+/// Waits (bounded) until the instruction is in `state`; returns it.
+pub async fn wait_state(hub: &TestHub, id: &str, state: pb::InstructionState) -> pb::Instruction {
+    eventually(Duration::from_secs(10), || async {
+        let i = instruction(hub, id).await;
+        (state_of(&i) == state).then_some(i)
+    })
+    .await
+}
+
+/// Moves the hub's clock forward.
+pub fn advance(hub: &TestHub, ms: i64) {
+    hub.clock.advance_millis(ms);
+}
+
+/// Submits a notice as PSB-SZ and returns it.
+pub async fn submit(
+    hub: &TestHub,
+    req: SubmitNoticeRequest,
+) -> stophub::proto::stophub::police::v1::Notice {
+    hub.police("PSB-SZ")
+        .await
+        .submit_notice(req)
+        .await
+        .expect("submit")
+        .into_inner()
+        .notice
+        .expect("notice")
+}
+
+/// Answers an instruction as `institution`.
+pub async fn ack(
+    hub: &TestHub,
+    institution: &str,
+    id: &str,
+    outcome: AckOutcome,
+) -> pb::Instruction {
+    hub.bank(institution)
+        .await
+        .acknowledge(stophub::proto::stophub::bank::v1::AcknowledgeRequest {
+            instruction_id: id.into(),
+            outcome: Some(outcome),
+        })
+        .await
+        .expect("acknowledge")
+        .into_inner()
+        .instruction
+        .expect("instruction")
+}
+
+pub fn partial(held: i64, at_ms: i64, onward: Vec<pb::OnwardTransfer>) -> AckOutcome {
+    AckOutcome::Partial(pb::Partial {
+        amount_held_fen: held,
+        balance_fen: 0,
+        executed_at: Some(ts(at_ms)),
+        onward_transfers: onward,
+    })
+}
+
+pub fn onward(institution: &str, account: &str, amount_fen: i64, at_ms: i64) -> pb::OnwardTransfer {
+    pb::OnwardTransfer {
+        institution_code: institution.into(),
+        account_number: account.into(),
+        account_name: "Next Holder".into(),
+        amount_fen,
+        time: Some(ts(at_ms)),
+        transaction_reference: format!("TX-{account}"),
+    }
+}
+
+pub fn frozen(
+    frozen_fen: i64,
+    not_frozen_fen: i64,
+    earlier: Vec<pb::EarlierFreeze>,
+    at_ms: i64,
+) -> AckOutcome {
+    AckOutcome::Frozen(pb::Frozen {
+        amount_frozen_fen: frozen_fen,
+        balance_fen: frozen_fen,
+        available_balance_fen: 0,
+        amount_not_frozen_fen: not_frozen_fen,
+        not_frozen_reason: if not_frozen_fen > 0 {
+            "insufficient balance".into()
+        } else {
+            String::new()
+        },
+        earlier_freezes: earlier,
+        executed_at: Some(ts(at_ms)),
+        onward_transfers: vec![],
+    })
+}
+
+pub fn done(at_ms: i64) -> AckOutcome {
+    AckOutcome::Done(pb::Done {
+        executed_at: Some(ts(at_ms)),
+    })
+}
+
+/// A freeze notice with a filed case.
+pub fn freeze_notice(
+    hub: &TestHub,
+    request_id: &str,
+    suspects: Vec<pb::SuspectAccount>,
+) -> SubmitNoticeRequest {
+    let mut req = notice(hub, request_id, suspects);
+    req.action = pb::Action::Freeze as i32;
+    req.case_filing = Some(pb::CaseFiling {
+        case_number: "SZ-LA-2026-77".into(),
+        filed_at: Some(ts(now_ms(hub) - DAY)),
+    });
+    req.freeze = Some(pb::FreezeTerms {
+        mode: pb::FreezeMode::AmountLimited as i32,
+        major_case_approval: None,
+    });
+    req
+}
+
+pub fn ms_of(t: Option<&prost_types::Timestamp>) -> i64 {
+    let t = t.expect("timestamp");
+    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
+}
