@@ -95,7 +95,28 @@ pub fn watch(hub: Arc<Hub>, notice: NoticeRecord, until_answered: bool) -> Watch
             for rec in reread(&hub)? {
                 w.offer(&rec, true, ChangeKind::State).await?;
             }
-            while !w.all_done() {
+            loop {
+                // Events of one batch are published together: take those already here before
+                // deciding that nothing more is coming (a chase adds instructions in the same
+                // batch as the answer that caused it).
+                loop {
+                    match events.try_recv() {
+                        Ok(change) => {
+                            if change.record.notice_id == notice.notice_id {
+                                w.offer(&change.record, false, change.kind).await?;
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                            for rec in reread(&hub)? {
+                                w.offer(&rec, false, ChangeKind::State).await?;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if w.all_done() {
+                    return Ok(());
+                }
                 tokio::select! {
                     event = events.recv() => match event {
                         Ok(change) => {
@@ -114,7 +135,6 @@ pub fn watch(hub: Arc<Hub>, notice: NoticeRecord, until_answered: bool) -> Watch
                     _ = w.tx.closed() => return Err(()),
                 }
             }
-            Ok(())
         }
         .await;
         let _ = result;
