@@ -40,6 +40,8 @@ enum Command {
     Oversight(cli::OversightArgs),
     /// Measure durable submissions per second and their latency (starts its own hub by default).
     Bench(stophub::bench::BenchArgs),
+    /// Measure the durable timers with many pending: fill, start-up time, memory, firing rate.
+    BenchTimers(stophub::bench::timers::TimerBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +103,9 @@ fn main() -> ExitCode {
             Command::Bank(args) => cli::bank(args).await,
             Command::Oversight(args) => cli::oversight(args).await,
             Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::BenchTimers(args) => stophub::bench::timers::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

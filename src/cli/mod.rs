@@ -18,6 +18,7 @@ mod bank;
 mod oversight;
 mod police;
 mod render;
+mod sim;
 mod time;
 
 use std::path::PathBuf;
@@ -286,5 +287,30 @@ mod tests {
             .is_ok()
         );
         assert!(TestCli::try_parse_from(["t", "oversight", "list", "--state", "done"]).is_err());
+        assert!(
+            TestCli::try_parse_from(["t", "oversight", "list", "--state", "queued,lapsed"]).is_ok()
+        );
+        assert!(
+            TestCli::try_parse_from([
+                "t",
+                "oversight",
+                "expiring",
+                "--within-hours",
+                "8760",
+                "--action",
+                "stop",
+                "--action",
+                "freeze"
+            ])
+            .is_ok()
+        );
+        assert!(
+            TestCli::try_parse_from(["t", "oversight", "expiring", "--action", "release"]).is_err()
+        );
+        assert!(
+            TestCli::try_parse_from(["t", "oversight", "graph", "--agency", "PSB-SZ", "SZ-1"])
+                .is_ok()
+        );
+        assert!(TestCli::try_parse_from(["t", "oversight", "graph", "SZ-1"]).is_err());
     }
 }

@@ -1,13 +1,16 @@
-//! `stophub oversight list | get`: the central bank's read-only view of every instruction.
+//! `stophub oversight list | get | expiring | graph`: the central bank's read-only view of
+//! every instruction and case.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::render::{self, StateName};
+use super::render::{self, ActionName, StateName};
 use super::{Conn, EXIT_CODES, time};
 use crate::client;
-use crate::proto::stophub::oversight::v1::{GetInstructionRequest, ListInstructionsRequest};
+use crate::proto::stophub::oversight::v1::{
+    GetCaseGraphRequest, GetInstructionRequest, ListExpiringRequest, ListInstructionsRequest,
+};
 
 const ROLE: &str = "oversight";
 const DEFAULT_ORG: &str = "PBOC";
@@ -32,6 +35,31 @@ enum OversightCommand {
         /// The instruction id (`I...`).
         instruction_id: String,
     },
+    /// Stops and freezes in force whose term ends within a window, soonest first.
+    #[command(after_help = EXIT_CODES)]
+    Expiring(ExpiringArgs),
+    /// Show the fund-flow graph of any agency's case.
+    #[command(after_help = EXIT_CODES)]
+    Graph {
+        /// The police agency that owns the case, e.g. PSB-SZ.
+        #[arg(long, value_name = "CODE")]
+        agency: String,
+        /// The agency's case reference.
+        case_reference: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ExpiringArgs {
+    /// The window from now (hub clock), in hours, 1-8760 [default: the hub's, 240 (10 days)].
+    #[arg(long, value_name = "N")]
+    within_hours: Option<u32>,
+    /// Only this action; repeat or separate with commas for both [default: both].
+    #[arg(long, value_name = "ACTION", value_enum, value_delimiter = ',')]
+    action: Vec<ActionName>,
+    /// At most this many, 1-1000 [default: the hub's, 100].
+    #[arg(long, value_name = "N")]
+    limit: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -118,5 +146,50 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
                 || json!({ "event": "instruction", "instruction": render::instruction_json(&i) }),
             )
         }
+        OversightCommand::Expiring(args) => {
+            let request = ListExpiringRequest {
+                within_hours: args.within_hours.unwrap_or_default(),
+                actions: args.action.iter().map(|a| a.to_proto() as i32).collect(),
+                limit: args.limit.unwrap_or_default(),
+            };
+            let response = client.list_expiring(request).await?.into_inner();
+            let now = time::now();
+            for i in &response.instructions {
+                out.emit(
+                    || format!("{:<10} {}", expires_in(i, &now), render::instruction_line(i)),
+                    || json!({ "event": "instruction", "instruction": render::instruction_json(i) }),
+                )?;
+            }
+            Ok(())
+        }
+        OversightCommand::Graph {
+            agency,
+            case_reference,
+        } => {
+            let response = client
+                .get_case_graph(GetCaseGraphRequest {
+                    police_agency: agency,
+                    case_reference,
+                })
+                .await?
+                .into_inner();
+            let graph = response.graph.context("the hub answered without a graph")?;
+            out.emit(
+                || render::graph_lines(&graph),
+                || json!({ "event": "graph", "graph": render::graph_json(&graph) }),
+            )
+        }
     }
+}
+
+/// `in 47 h`: how long until the instruction's term ends, by this machine's clock.
+fn expires_in(
+    i: &crate::proto::stophub::common::v1::Instruction,
+    now: &prost_types::Timestamp,
+) -> String {
+    let ms = |t: &prost_types::Timestamp| t.seconds * 1000 + i64::from(t.nanos / 1_000_000);
+    i.effective_until.as_ref().map_or_else(
+        || "-".to_owned(),
+        |t| format!("in {}", render::duration(ms(t) - ms(now))),
+    )
 }

@@ -1,20 +1,23 @@
-//! `stophub police submit | get | watch`: the police case system's side of the hub.
+//! `stophub police submit | freeze | get | watch | renew | release | graph`: the police case
+//! system's side of the hub.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde_json::json;
 use tonic::transport::Channel;
 
+use super::render::ActionName;
 use super::{Conn, EXIT_CODES, exit_codes, render, time};
 use crate::client;
 use crate::clock::{Clock, SystemClock};
 use crate::proto::stophub::common::v1 as pb;
 use crate::proto::stophub::police::v1::police_service_client::PoliceServiceClient;
 use crate::proto::stophub::police::v1::{
-    GetNoticeRequest, SubmitNoticeRequest, WatchNoticeRequest,
+    FollowFunds, GetCaseGraphRequest, GetNoticeRequest, Notice, ReleaseRequest, RenewFreezeRequest,
+    SubmitNoticeRequest, WatchEventKind, WatchNoticeRequest,
 };
 
 const ROLE: &str = "police";
@@ -31,26 +34,60 @@ pub struct PoliceArgs {
 
 #[derive(Debug, Subcommand)]
 enum PoliceCommand {
-    /// Submit a notice: one stop-payment instruction per suspect account.
+    /// Submit a notice: one stop-payment (or, with --action freeze, freeze) instruction per
+    /// suspect account.
     #[command(after_help = EXIT_CODES, after_long_help = SUBMIT_LONG_HELP)]
     Submit(Box<SubmitArgs>),
+    /// Submit a freeze notice: the same as `submit --action freeze`.
+    #[command(after_help = EXIT_CODES, after_long_help = FREEZE_LONG_HELP)]
+    Freeze(Box<NoticeArgs>),
     /// Show a notice and the current state of its instructions.
     #[command(after_help = EXIT_CODES)]
     Get {
         /// The notice id (`N...`) returned by `submit`.
         notice_id: String,
     },
-    /// Follow a notice: print every state change until all its instructions are final.
+    /// Follow a notice: print every state change (and freeze renewal reminders) until all its
+    /// instructions are final, or answered with --until-answered.
     #[command(after_help = EXIT_CODES)]
     Watch {
         /// The notice id (`N...`) returned by `submit`.
         notice_id: String,
+        /// End once every instruction is answered, instead of once every one is final (a stop
+        /// or freeze in force is final only when it lapses or is released).
+        #[arg(long)]
+        until_answered: bool,
+    },
+    /// Renew a freeze (续冻): a renewal instruction to the institution holding the account.
+    #[command(after_help = EXIT_CODES)]
+    Renew(RenewArgs),
+    /// Release a stop-payment or a freeze (解除止付 / 解冻).
+    #[command(after_help = EXIT_CODES)]
+    Release(ReleaseArgs),
+    /// Show the fund-flow graph of one of this agency's cases: the accounts reached, and the
+    /// onward transfers between them with what the hub did about each.
+    #[command(after_help = EXIT_CODES)]
+    Graph {
+        /// The police case reference.
+        case_reference: String,
     },
 }
 
-/// The notice's particulars come either from flags or from `--file`.
+/// `submit`: the notice, and what to do with its accounts.
 #[derive(Debug, Args)]
 struct SubmitArgs {
+    /// What to do with every suspect account: an emergency stop-payment, or a freeze (which
+    /// needs a filed case: --case-number and --filed-at).
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = ActionName::Stop)]
+    action: ActionName,
+    #[command(flatten)]
+    notice: NoticeArgs,
+}
+
+/// The notice's particulars come either from flags or from `--file`; shared by `submit` and
+/// `freeze`.
+#[derive(Debug, Args)]
+struct NoticeArgs {
     /// Idempotency key, unique per agency (1-64 of A-Z a-z 0-9 - _ . :). Pass the same value
     /// to retry safely [default: generated from the time and process id].
     #[arg(long)]
@@ -95,9 +132,97 @@ struct SubmitArgs {
         required_unless_present = "file"
     )]
     suspects: Vec<SuspectSpec>,
+    /// The filed case number (立案); a freeze needs it, with --filed-at. The case filing is
+    /// sent when either flag is given (the hub refuses an incomplete one).
+    #[arg(long, value_name = "NUMBER", help_heading = "Freeze")]
+    case_number: Option<String>,
+    /// When the case was filed, RFC 3339; with --case-number.
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse, help_heading = "Freeze")]
+    filed_at: Option<prost_types::Timestamp>,
+    /// How a freeze holds the account: up to the amount (限额冻结), or no debits at all
+    /// (只收不付) [default: amount].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Freeze")]
+    freeze_mode: Option<FreezeModeArg>,
+    /// The reference of the city-level approval that makes the case major (12-month freeze
+    /// term); with --approved-by.
+    #[arg(
+        long,
+        value_name = "REF",
+        requires = "approved_by",
+        help_heading = "Freeze"
+    )]
+    major_approval: Option<String>,
+    /// Code of the city-level police agency that approved the major case.
+    #[arg(
+        long,
+        value_name = "AGENCY",
+        requires = "major_approval",
+        help_heading = "Freeze"
+    )]
+    approved_by: Option<String>,
+    /// The stop-payment instruction (`I...`) the freeze follows; set on every suspect
+    /// account (each must be the account that stop was on).
+    #[arg(long, value_name = "INSTRUCTION_ID", help_heading = "Freeze")]
+    follows: Option<String>,
+    /// Follow the money: when an answer reports onward transfers, the hub issues next-level
+    /// stop-payments, down to level DEPTH (1-5; the named accounts are level 1)
+    /// [default depth: the hub's, 3].
+    #[arg(
+        long,
+        value_name = "DEPTH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "0"
+    )]
+    follow_funds: Option<u32>,
     /// After submitting, watch the notice until every instruction is final.
     #[arg(long)]
     watch: bool,
+    /// With --watch: end once every instruction is answered (not final).
+    #[arg(long, requires = "watch")]
+    until_answered: bool,
+}
+
+/// `--freeze-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FreezeModeArg {
+    /// Up to the amount (限额冻结).
+    Amount,
+    /// No debits at all, credits allowed (只收不付); the amount is the disputed amount.
+    ReceiveOnly,
+}
+
+impl FreezeModeArg {
+    fn to_proto(self) -> pb::FreezeMode {
+        match self {
+            FreezeModeArg::Amount => pb::FreezeMode::AmountLimited,
+            FreezeModeArg::ReceiveOnly => pb::FreezeMode::ReceiveOnly,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RenewArgs {
+    /// The freeze instruction id (`I...`) to renew.
+    instruction_id: String,
+    /// The new expiry, RFC 3339 [default: one full term after the current expiry].
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse)]
+    until: Option<prost_types::Timestamp>,
+    /// Idempotency key, unique per agency [default: generated from the time and process id].
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ReleaseArgs {
+    /// The stop-payment or freeze instruction id (`I...`) to release.
+    instruction_id: String,
+    /// Why (1-256 characters), e.g. "funds shown to be unrelated".
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    /// Idempotency key, unique per agency [default: generated from the time and process id].
+    #[arg(long)]
+    request_id: Option<String>,
 }
 
 const SUBMIT_LONG_HELP: &str = concat!(
@@ -105,14 +230,36 @@ const SUBMIT_LONG_HELP: &str = concat!(
   stophub police submit --case SZ-2026-001 \\
     --victim-institution CCB --victim-account 6217000000000001 --victim-name 'Zhang San' \\
     --amount-fen 500000 --transaction-ref TX20261128001 \\
-    --suspect 'ICBC:6222020200001234:Li Si:500000' --suspect 'ALIPAY:2088000000005678:Wang Wu:100000:payment'
+    --suspect 'ICBC:6222020200001234:Li Si:500000' --suspect 'ALIPAY:2088000000005678:Wang Wu:100000:payment' \
+    --follow-funds --watch --until-answered
 
-Notice file (--file), JSON; request_id, currency, transfer_time and kind are optional:
+--follow-funds[=DEPTH] asks the hub to follow the money: onward transfers reported with an
+answer become next-level stop-payments, which join the notice (and the watch).
+
+Notice file (--file), JSON; request_id, currency, transfer_time and kind are optional. The
+action, case filing, freeze, --follows and --follow-funds flags apply with --file too:
   {\"request_id\": \"SZ-2026-001-1\", \"case\": \"SZ-2026-001\", \"currency\": \"CNY\",
    \"victim\": {\"institution\": \"CCB\", \"account\": \"6217000000000001\", \"name\": \"Zhang San\",
               \"amount_fen\": 500000, \"transfer_time\": \"2026-11-28T07:00:00Z\", \"transaction_ref\": \"TX1\"},
    \"suspects\": [{\"institution\": \"ICBC\", \"account\": \"6222020200001234\", \"name\": \"Li Si\",
                   \"amount_fen\": 500000, \"kind\": \"bank\"}]}
+
+",
+    exit_codes!()
+);
+
+const FREEZE_LONG_HELP: &str = concat!(
+    "A freeze needs a filed case (--case-number and --filed-at); without one the hub refuses
+(FAILED_PRECONDITION, exit 3): use an emergency stop-payment before the case is filed.
+
+Example: freeze the account a stop-payment (I000000000002) holds, for 6 months:
+  stophub police freeze --case SZ-2026-001 --case-number SZ-LA-2026-77 --filed-at 2026-11-28T09:00:00+08:00 \\
+    --victim-institution CCB --victim-account 6217000000000001 --victim-name 'Zhang San' \\
+    --amount-fen 500000 --transaction-ref TX20261128001 \\
+    --suspect 'ICBC:6222020200001234:Li Si:500000' --follows I000000000002
+
+With --major-approval REF --approved-by PSB-SZ (a city-level agency) the term is 12 months.
+Renew with `stophub police renew`, lift with `stophub police release`.
 
 ",
     exit_codes!()
@@ -222,29 +369,89 @@ pub async fn run(args: PoliceArgs) -> anyhow::Result<()> {
     let out = args.conn.out();
     match args.command {
         PoliceCommand::Submit(submit) => {
-            // Read and check the notice before connecting, so that local mistakes show first.
-            let request = build_request(&submit)?;
-            let mut client = connect(&args.conn).await?;
-            let notice_id = submit_notice(&mut client, request, out).await?;
-            if submit.watch {
-                watch(&mut client, notice_id, out).await?;
-            }
-            Ok(())
+            submit_and_watch(&args.conn, &submit.notice, submit.action, out).await
+        }
+        PoliceCommand::Freeze(notice) => {
+            submit_and_watch(&args.conn, &notice, ActionName::Freeze, out).await
         }
         PoliceCommand::Get { notice_id } => {
             get(&mut connect(&args.conn).await?, notice_id, out).await
         }
-        PoliceCommand::Watch { notice_id } => {
-            watch(&mut connect(&args.conn).await?, notice_id, out).await
+        PoliceCommand::Watch {
+            notice_id,
+            until_answered,
+        } => {
+            watch(
+                &mut connect(&args.conn).await?,
+                notice_id,
+                until_answered,
+                out,
+            )
+            .await
+        }
+        PoliceCommand::Renew(renew) => {
+            let request = RenewFreezeRequest {
+                request_id: renew.request_id.unwrap_or_else(default_request_id),
+                instruction_id: renew.instruction_id,
+                renew_until: renew.until,
+            };
+            let response = connect(&args.conn)
+                .await?
+                .renew_freeze(request)
+                .await?
+                .into_inner();
+            print_notice(out, response.notice, response.replayed).map(drop)
+        }
+        PoliceCommand::Release(release) => {
+            let request = ReleaseRequest {
+                request_id: release.request_id.unwrap_or_else(default_request_id),
+                instruction_id: release.instruction_id,
+                reason: release.reason,
+            };
+            let response = connect(&args.conn)
+                .await?
+                .release(request)
+                .await?
+                .into_inner();
+            print_notice(out, response.notice, response.replayed).map(drop)
+        }
+        PoliceCommand::Graph { case_reference } => {
+            let response = connect(&args.conn)
+                .await?
+                .get_case_graph(GetCaseGraphRequest { case_reference })
+                .await?
+                .into_inner();
+            let graph = response.graph.context("the hub answered without a graph")?;
+            out.emit(
+                || render::graph_lines(&graph),
+                || json!({ "event": "graph", "graph": render::graph_json(&graph) }),
+            )
         }
     }
+}
+
+async fn submit_and_watch(
+    conn: &Conn,
+    notice: &NoticeArgs,
+    action: ActionName,
+    out: render::Out,
+) -> anyhow::Result<()> {
+    // Read and check the notice before connecting, so that local mistakes show first.
+    let request = build_request(notice, action)?;
+    let mut client = connect(conn).await?;
+    let response = client.submit_notice(request).await?.into_inner();
+    let notice_id = print_notice(out, response.notice, response.replayed)?;
+    if notice.watch {
+        watch(&mut client, notice_id, notice.until_answered, out).await?;
+    }
+    Ok(())
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<PoliceServiceClient<Channel>> {
     Ok(client::police(conn.channel(ROLE, DEFAULT_ORG).await?))
 }
 
-fn build_request(args: &SubmitArgs) -> anyhow::Result<SubmitNoticeRequest> {
+fn build_request(args: &NoticeArgs, action: ActionName) -> anyhow::Result<SubmitNoticeRequest> {
     let file = match &args.file {
         Some(path) => read_notice_file(path)?,
         None => notice_from_flags(args)?,
@@ -261,10 +468,11 @@ fn build_request(args: &SubmitArgs) -> anyhow::Result<SubmitNoticeRequest> {
         .or(file.request_id)
         .unwrap_or_else(default_request_id);
     let v = file.victim;
+    let follows = args.follows.clone().unwrap_or_default();
     Ok(SubmitNoticeRequest {
         request_id,
         case_reference: file.case,
-        action: pb::Action::StopPayment as i32,
+        action: action.to_proto() as i32,
         victim_transfer: Some(pb::VictimTransfer {
             institution_code: v.institution,
             account_number: v.account,
@@ -274,19 +482,54 @@ fn build_request(args: &SubmitArgs) -> anyhow::Result<SubmitNoticeRequest> {
             transfer_time: Some(transfer_time),
             transaction_reference: v.transaction_ref,
         }),
-        suspect_accounts: file.suspects.into_iter().map(suspect_to_proto).collect(),
-        ..Default::default()
+        suspect_accounts: file
+            .suspects
+            .into_iter()
+            .map(|s| suspect_to_proto(s, &follows))
+            .collect(),
+        case_filing: case_filing(args),
+        freeze: freeze_terms(args, action),
+        follow_funds: args.follow_funds.map(|max_depth| FollowFunds {
+            enabled: true,
+            max_depth,
+        }),
     })
 }
 
-fn suspect_to_proto(s: SuspectSpec) -> pb::SuspectAccount {
+/// The case filing when either of its flags is given; the hub, not the CLI, decides what a
+/// freeze without a (complete) filing gets.
+fn case_filing(args: &NoticeArgs) -> Option<pb::CaseFiling> {
+    (args.case_number.is_some() || args.filed_at.is_some()).then(|| pb::CaseFiling {
+        case_number: args.case_number.clone().unwrap_or_default(),
+        filed_at: args.filed_at,
+    })
+}
+
+/// Freeze terms: always for a freeze (mode `amount` unless told otherwise); for a stop only
+/// when freeze flags were given, so that the hub refuses them rather than the CLI dropping them.
+fn freeze_terms(args: &NoticeArgs, action: ActionName) -> Option<pb::FreezeTerms> {
+    let major = args
+        .major_approval
+        .as_ref()
+        .map(|reference| pb::MajorCaseApproval {
+            approval_reference: reference.clone(),
+            approved_by: args.approved_by.clone().unwrap_or_default(),
+        });
+    let asked = args.freeze_mode.is_some() || major.is_some();
+    (action == ActionName::Freeze || asked).then(|| pb::FreezeTerms {
+        mode: args.freeze_mode.unwrap_or(FreezeModeArg::Amount).to_proto() as i32,
+        major_case_approval: major,
+    })
+}
+
+fn suspect_to_proto(s: SuspectSpec, follows: &str) -> pb::SuspectAccount {
     pb::SuspectAccount {
         institution_code: s.institution,
         account_number: s.account,
         account_name: s.name,
         account_kind: s.kind.to_proto() as i32,
         amount_fen: s.amount_fen,
-        ..Default::default()
+        follows_instruction_id: follows.to_owned(),
     }
 }
 
@@ -298,7 +541,7 @@ fn read_notice_file(path: &Path) -> anyhow::Result<NoticeFile> {
 }
 
 /// The flags as a notice file; clap has already required every field when `--file` is absent.
-fn notice_from_flags(args: &SubmitArgs) -> anyhow::Result<NoticeFile> {
+fn notice_from_flags(args: &NoticeArgs) -> anyhow::Result<NoticeFile> {
     let need =
         |v: &Option<String>, flag: &str| v.clone().with_context(|| format!("--{flag} is required"));
     Ok(NoticeFile {
@@ -323,16 +566,13 @@ fn default_request_id() -> String {
     format!("cli-{}-{}", SystemClock.now().millis(), std::process::id())
 }
 
-async fn submit_notice(
-    client: &mut PoliceServiceClient<Channel>,
-    request: SubmitNoticeRequest,
+/// Prints the notice a submit, renewal or release answered with; returns its id.
+fn print_notice(
     out: render::Out,
+    notice: Option<Notice>,
+    replayed: bool,
 ) -> anyhow::Result<String> {
-    let response = client.submit_notice(request).await?.into_inner();
-    let notice = response
-        .notice
-        .context("the hub answered without a notice")?;
-    let replayed = response.replayed;
+    let notice = notice.context("the hub answered without a notice")?;
     out.emit(
         || {
             let note = if replayed { "\n(replayed: this request was submitted before; nothing new was created)" } else { "" };
@@ -361,15 +601,25 @@ async fn get(
     )
 }
 
+/// The short name of a watch event's kind.
+fn watch_kind_name(v: i32) -> &'static str {
+    match WatchEventKind::try_from(v) {
+        Ok(WatchEventKind::State) => "state",
+        Ok(WatchEventKind::RenewalReminder) => "renewal-reminder",
+        Ok(WatchEventKind::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
 async fn watch(
     client: &mut PoliceServiceClient<Channel>,
     notice_id: String,
+    until_answered: bool,
     out: render::Out,
 ) -> anyhow::Result<()> {
     let mut stream = client
         .watch_notice(WatchNoticeRequest {
             notice_id,
-            until_answered: false,
+            until_answered,
         })
         .await?
         .into_inner();
@@ -377,10 +627,22 @@ async fn watch(
         let Some(instruction) = event.instruction else {
             continue;
         };
-        let tag = if event.initial { "now   " } else { "change" };
+        let kind = watch_kind_name(event.kind);
+        let tag = match (kind, event.initial) {
+            ("renewal-reminder", _) => "remind",
+            (_, true) => "now   ",
+            (_, false) => "change",
+        };
         out.emit(
-            || format!("{tag} {}", render::instruction_line(&instruction)),
-            || json!({ "event": "watch", "initial": event.initial, "instruction": render::instruction_json(&instruction) }),
+            || {
+                let mut line = format!("{tag} {}", render::instruction_with_hops(&instruction, 7));
+                if kind == "renewal-reminder" {
+                    line.push_str("\n       renew it now if the freeze must continue: stophub police renew ");
+                    line.push_str(&instruction.instruction_id);
+                }
+                line
+            },
+            || json!({ "event": "watch", "kind": kind, "initial": event.initial, "instruction": render::instruction_json(&instruction) }),
         )?;
     }
     Ok(())
@@ -442,6 +704,167 @@ mod tests {
                 .unwrap_err()
                 .contains("AMOUNT_FEN \"lots\"")
         );
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: PoliceCommand,
+    }
+
+    const NOTICE: [&str; 14] = [
+        "--case",
+        "SZ-1",
+        "--victim-institution",
+        "CCB",
+        "--victim-account",
+        "6217000000000001",
+        "--victim-name",
+        "Zhang San",
+        "--amount-fen",
+        "500000",
+        "--transaction-ref",
+        "TX1",
+        "--suspect",
+        "ICBC:6222020200001237:Li Si:500000",
+    ];
+
+    /// The request `police <command> <notice flags> <extra>` would send.
+    fn request(command: &str, extra: &[&str]) -> Result<SubmitNoticeRequest, String> {
+        use clap::Parser;
+        let argv = ["police", command]
+            .into_iter()
+            .chain(NOTICE)
+            .chain(extra.iter().copied());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let (notice, action) = match cli.command {
+            PoliceCommand::Submit(s) => (s.notice, s.action),
+            PoliceCommand::Freeze(n) => (*n, ActionName::Freeze),
+            other => panic!("unexpected {other:?}"),
+        };
+        build_request(&notice, action).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn stops_carry_no_freeze_particulars_unless_asked() {
+        let r = request("submit", &["--request-id", "r1"]).unwrap();
+        assert_eq!(r.action, pb::Action::StopPayment as i32);
+        assert_eq!(
+            (r.case_filing, r.freeze, r.follow_funds),
+            (None, None, None)
+        );
+        assert_eq!(r.suspect_accounts[0].follows_instruction_id, "");
+        // Freeze flags on a stop are sent, for the hub to refuse.
+        let r = request("submit", &["--freeze-mode", "receive-only"]).unwrap();
+        assert_eq!(
+            r.freeze.map(|f| f.mode),
+            Some(pb::FreezeMode::ReceiveOnly as i32)
+        );
+    }
+
+    #[test]
+    fn freezes_carry_the_filing_and_terms() {
+        let filed = "2026-11-28T09:00:00+08:00";
+        let r = request(
+            "submit",
+            &[
+                "--action",
+                "freeze",
+                "--case-number",
+                "LA-77",
+                "--filed-at",
+                filed,
+                "--major-approval",
+                "SZ-MAJOR-1",
+                "--approved-by",
+                "PSB-SZ",
+                "--follows",
+                "I000000000002",
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.action, pb::Action::Freeze as i32);
+        assert_eq!(
+            r.case_filing,
+            Some(pb::CaseFiling {
+                case_number: "LA-77".into(),
+                filed_at: Some(time::parse(filed).unwrap()),
+            })
+        );
+        let freeze = r.freeze.unwrap();
+        assert_eq!(freeze.mode, pb::FreezeMode::AmountLimited as i32);
+        assert_eq!(
+            freeze.major_case_approval,
+            Some(pb::MajorCaseApproval {
+                approval_reference: "SZ-MAJOR-1".into(),
+                approved_by: "PSB-SZ".into(),
+            })
+        );
+        assert_eq!(
+            r.suspect_accounts[0].follows_instruction_id,
+            "I000000000002"
+        );
+        // `freeze` is `submit --action freeze`; without a filing none is sent (the hub refuses).
+        let r = request("freeze", &[]).unwrap();
+        assert_eq!(r.action, pb::Action::Freeze as i32);
+        assert_eq!(r.case_filing, None);
+        assert!(r.freeze.is_some_and(|f| f.major_case_approval.is_none()));
+        // Half a filing is sent as it is.
+        let r = request("freeze", &["--case-number", "LA-77"]).unwrap();
+        assert_eq!(
+            r.case_filing,
+            Some(pb::CaseFiling {
+                case_number: "LA-77".into(),
+                filed_at: None,
+            })
+        );
+        // The approval comes as a pair; `freeze` takes no --action.
+        assert!(request("freeze", &["--major-approval", "X"]).is_err());
+        assert!(request("freeze", &["--action", "stop"]).is_err());
+        assert!(request("submit", &["--action", "release"]).is_err());
+    }
+
+    #[test]
+    fn follow_funds_takes_an_optional_depth() {
+        let depth = |extra: &[&str]| request("submit", extra).unwrap().follow_funds;
+        assert_eq!(depth(&[]), None);
+        let enabled = |max_depth| {
+            Some(FollowFunds {
+                enabled: true,
+                max_depth,
+            })
+        };
+        assert_eq!(depth(&["--follow-funds"]), enabled(0));
+        assert_eq!(depth(&["--follow-funds=2"]), enabled(2));
+        // The depth must be attached, so that a following positional is not taken for it.
+        assert_eq!(depth(&["--follow-funds", "--watch"]), enabled(0));
+        assert!(request("submit", &["--follow-funds=x"]).is_err());
+        assert!(request("submit", &["--until-answered"]).is_err());
+        assert!(request("submit", &["--watch", "--until-answered"]).is_ok());
+    }
+
+    #[test]
+    fn follow_up_commands_parse() {
+        use clap::Parser;
+        let cli =
+            Cli::try_parse_from(["police", "release", "I7", "--reason", "unrelated"]).unwrap();
+        assert!(
+            matches!(cli.command, PoliceCommand::Release(r) if r.reason == "unrelated" && r.request_id.is_none())
+        );
+        assert!(Cli::try_parse_from(["police", "release", "I7"]).is_err());
+        let cli = Cli::try_parse_from(["police", "renew", "I7", "--until", "2027-11-28T00:00:00Z"])
+            .unwrap();
+        assert!(matches!(cli.command, PoliceCommand::Renew(r) if r.until.is_some()));
+        assert!(Cli::try_parse_from(["police", "renew", "I7", "--until", "next year"]).is_err());
+        let cli = Cli::try_parse_from(["police", "watch", "N1", "--until-answered"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            PoliceCommand::Watch {
+                until_answered: true,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["police", "graph", "SZ-1"]).is_ok());
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum StateName {
     Mismatch,
     AccountNotFound,
     Rejected,
+    Overdue,
+    Queued,
+    Lapsed,
+    Released,
 }
 
 impl StateName {
@@ -36,6 +40,28 @@ impl StateName {
             StateName::Mismatch => pb::InstructionState::Mismatch,
             StateName::AccountNotFound => pb::InstructionState::AccountNotFound,
             StateName::Rejected => pb::InstructionState::Rejected,
+            StateName::Overdue => pb::InstructionState::Overdue,
+            StateName::Queued => pb::InstructionState::Queued,
+            StateName::Lapsed => pb::InstructionState::Lapsed,
+            StateName::Released => pb::InstructionState::Released,
+        }
+    }
+}
+
+/// What police ask of every suspect account, as `--action` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionName {
+    /// Emergency stop-payment (紧急止付).
+    Stop,
+    /// Freeze (冻结); needs a filed case.
+    Freeze,
+}
+
+impl ActionName {
+    pub fn to_proto(self) -> pb::Action {
+        match self {
+            ActionName::Stop => pb::Action::StopPayment,
+            ActionName::Freeze => pb::Action::Freeze,
         }
     }
 }
@@ -58,7 +84,7 @@ pub fn state_name(v: i32) -> &'static str {
     }
 }
 
-fn action_name(v: i32) -> &'static str {
+pub fn action_name(v: i32) -> &'static str {
     match pb::Action::try_from(v) {
         Ok(pb::Action::StopPayment) => "stop-payment",
         Ok(pb::Action::Freeze) => "freeze",
@@ -74,6 +100,28 @@ fn kind_name(v: i32) -> &'static str {
         Ok(pb::AccountKind::BankAccount) => "bank",
         Ok(pb::AccountKind::PaymentAccount) => "payment",
         Ok(pb::AccountKind::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
+fn freeze_mode_name(v: i32) -> &'static str {
+    match pb::FreezeMode::try_from(v) {
+        Ok(pb::FreezeMode::AmountLimited) => "amount",
+        Ok(pb::FreezeMode::ReceiveOnly) => "receive-only",
+        Ok(pb::FreezeMode::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
+/// What the hub did with an onward transfer, by short name.
+pub fn hop_result_name(v: i32) -> &'static str {
+    match pb::HopResult::try_from(v) {
+        Ok(pb::HopResult::Followed) => "followed",
+        Ok(pb::HopResult::Unreachable) => "unreachable",
+        Ok(pb::HopResult::Cycle) => "cycle",
+        Ok(pb::HopResult::DepthLimit) => "depth-limit",
+        Ok(pb::HopResult::NothingLeft) => "nothing-left",
+        Ok(pb::HopResult::NotRequested) => "not-requested",
+        Ok(pb::HopResult::StopLimit) => "stop-limit",
+        Ok(pb::HopResult::Unspecified) | Err(_) => "unspecified",
     }
 }
 
@@ -117,6 +165,15 @@ fn ts(t: Option<&prost_types::Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::String(time::format(t)))
 }
 
+/// An optional id: `null` when empty.
+fn id_or_null(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        Value::String(s.to_owned())
+    }
+}
+
 fn account_json(a: &pb::SuspectAccount) -> Value {
     json!({
         "institution_code": a.institution_code,
@@ -124,6 +181,7 @@ fn account_json(a: &pb::SuspectAccount) -> Value {
         "account_name": a.account_name,
         "account_kind": kind_name(a.account_kind),
         "amount_fen": a.amount_fen,
+        "follows_instruction_id": id_or_null(&a.follows_instruction_id),
     })
 }
 
@@ -139,6 +197,39 @@ fn victim_json(v: &pb::VictimTransfer) -> Value {
     })
 }
 
+/// One onward transfer as JSON.
+pub fn onward_json(t: &pb::OnwardTransfer) -> Value {
+    json!({
+        "institution_code": t.institution_code,
+        "account_number": t.account_number,
+        "account_name": t.account_name,
+        "amount_fen": t.amount_fen,
+        "time": ts(t.time.as_ref()),
+        "transaction_reference": t.transaction_reference,
+    })
+}
+
+fn onward_list_json(list: &[pb::OnwardTransfer]) -> Value {
+    Value::Array(list.iter().map(onward_json).collect())
+}
+
+fn hop_json(h: &pb::Hop) -> Value {
+    json!({
+        "transfer": h.transfer.as_ref().map_or(Value::Null, onward_json),
+        "result": hop_result_name(h.result),
+        "child_instruction_id": id_or_null(&h.child_instruction_id),
+        "followed_amount_fen": h.followed_amount_fen,
+    })
+}
+
+fn earlier_json(e: &pb::EarlierFreeze) -> Value {
+    json!({
+        "authority": e.authority,
+        "amount_fen": e.amount_fen,
+        "expires_at": ts(e.expires_at.as_ref()),
+    })
+}
+
 /// An answer's outcome as JSON: `{"outcome": "executed", ...fields}`.
 pub fn outcome_json(o: Option<&Outcome>) -> Value {
     match o {
@@ -148,12 +239,14 @@ pub fn outcome_json(o: Option<&Outcome>) -> Value {
             "amount_held_fen": e.amount_held_fen,
             "balance_fen": e.balance_fen,
             "executed_at": ts(e.executed_at.as_ref()),
+            "onward_transfers": onward_list_json(&e.onward_transfers),
         }),
         Some(Outcome::Partial(p)) => json!({
             "outcome": "partial",
             "amount_held_fen": p.amount_held_fen,
             "balance_fen": p.balance_fen,
             "executed_at": ts(p.executed_at.as_ref()),
+            "onward_transfers": onward_list_json(&p.onward_transfers),
         }),
         Some(Outcome::Frozen(f)) => json!({
             "outcome": "frozen",
@@ -162,8 +255,9 @@ pub fn outcome_json(o: Option<&Outcome>) -> Value {
             "available_balance_fen": f.available_balance_fen,
             "amount_not_frozen_fen": f.amount_not_frozen_fen,
             "not_frozen_reason": f.not_frozen_reason,
-            "earlier_freezes": f.earlier_freezes.len(),
+            "earlier_freezes": f.earlier_freezes.iter().map(earlier_json).collect::<Vec<_>>(),
             "executed_at": ts(f.executed_at.as_ref()),
+            "onward_transfers": onward_list_json(&f.onward_transfers),
         }),
         Some(Outcome::Done(d)) => json!({
             "outcome": "done",
@@ -184,7 +278,23 @@ pub fn outcome_json(o: Option<&Outcome>) -> Value {
 fn ack_json(a: &pb::Acknowledgement) -> Value {
     let mut v = outcome_json(a.outcome.as_ref());
     v["received_at"] = ts(a.received_at.as_ref());
+    v["late_by_ms"] = json!(a.late_by_ms);
+    v["execution_time_discrepancy_ms"] = json!(a.execution_time_discrepancy_ms);
     v
+}
+
+fn freeze_json(f: &pb::FreezeTerms) -> Value {
+    json!({
+        "mode": freeze_mode_name(f.mode),
+        "major_case_approval": f.major_case_approval.as_ref().map_or(Value::Null, |m| json!({
+            "approval_reference": m.approval_reference,
+            "approved_by": m.approved_by,
+        })),
+    })
+}
+
+fn filing_json(c: &pb::CaseFiling) -> Value {
+    json!({ "case_number": c.case_number, "filed_at": ts(c.filed_at.as_ref()) })
 }
 
 /// One instruction as JSON.
@@ -204,6 +314,15 @@ pub fn instruction_json(i: &pb::Instruction) -> Value {
         "delivered_at": ts(i.delivered_at.as_ref()),
         "acknowledgement": i.acknowledgement.as_ref().map_or(Value::Null, ack_json),
         "updated_at": ts(i.updated_at.as_ref()),
+        "references_instruction_id": id_or_null(&i.references_instruction_id),
+        "parent_instruction_id": id_or_null(&i.parent_instruction_id),
+        "depth": i.depth,
+        "freeze": i.freeze.as_ref().map_or(Value::Null, freeze_json),
+        "case_filing": i.case_filing.as_ref().map_or(Value::Null, filing_json),
+        "effective_until": ts(i.effective_until.as_ref()),
+        "overdue_at": ts(i.overdue_at.as_ref()),
+        "renew_until": ts(i.renew_until.as_ref()),
+        "hops": i.hops.iter().map(hop_json).collect::<Vec<_>>(),
     })
 }
 
@@ -217,6 +336,43 @@ pub fn notice_json(n: &Notice) -> Value {
         "action": action_name(n.action),
         "victim_transfer": n.victim_transfer.as_ref().map_or(Value::Null, victim_json),
         "instructions": n.instructions.iter().map(instruction_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A case's fund-flow graph as JSON.
+pub fn graph_json(g: &pb::CaseGraph) -> Value {
+    let accounts: Vec<Value> = g
+        .accounts
+        .iter()
+        .map(|a| {
+            json!({
+                "institution_code": a.institution_code,
+                "account_number": a.account_number,
+                "account_name": a.account_name,
+                "depth": a.depth,
+                "requested_fen": a.requested_fen,
+                "held_fen": a.held_fen,
+                "instruction_ids": a.instruction_ids,
+            })
+        })
+        .collect();
+    let transfers: Vec<Value> = g
+        .transfers
+        .iter()
+        .map(|t| {
+            json!({
+                "from_institution_code": t.from_institution_code,
+                "from_account_number": t.from_account_number,
+                "from_instruction_id": t.from_instruction_id,
+                "hop": t.hop.as_ref().map_or(Value::Null, hop_json),
+            })
+        })
+        .collect();
+    json!({
+        "police_agency": g.police_agency,
+        "case_reference": g.case_reference,
+        "accounts": accounts,
+        "transfers": transfers,
     })
 }
 
@@ -239,20 +395,34 @@ pub fn outcome_summary(o: Option<&Outcome>) -> String {
         }
         Some(Outcome::AccountNotFound(n)) => with_detail(String::new(), &n.detail),
         Some(Outcome::Rejected(r)) => format!("reason: {}", r.reason),
-        Some(Outcome::Frozen(f)) => format!(
-            "frozen {} fen, balance {} fen, available {} fen{}",
-            f.amount_frozen_fen,
-            f.balance_fen,
-            f.available_balance_fen,
-            if f.earlier_freezes.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", queued behind {} earlier freeze(s)",
-                    f.earlier_freezes.len()
-                )
+        Some(Outcome::Frozen(f)) => {
+            let mut s = format!(
+                "frozen {} fen, balance {} fen, available {} fen",
+                f.amount_frozen_fen, f.balance_fen, f.available_balance_fen
+            );
+            if f.amount_not_frozen_fen > 0 {
+                s.push_str(&format!(
+                    ", not frozen {} fen ({})",
+                    f.amount_not_frozen_fen, f.not_frozen_reason
+                ));
             }
-        ),
+            if !f.earlier_freezes.is_empty() {
+                let who: Vec<String> = f
+                    .earlier_freezes
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} fen until {}",
+                            e.authority,
+                            e.amount_fen,
+                            time::format_opt(e.expires_at.as_ref())
+                        )
+                    })
+                    .collect();
+                s.push_str(&format!(", queued behind {}", who.join(", ")));
+            }
+            s
+        }
         Some(Outcome::Done(_)) => "done".to_owned(),
     }
 }
@@ -265,7 +435,79 @@ fn with_detail(head: String, detail: &str) -> String {
     }
 }
 
-/// One aligned line: id, state, institution, account, amount, then the answer if any.
+/// A duration in milliseconds, roughly, for people: `850 ms`, `42 s`, `3 min`, `5 h`, `12 d`.
+pub fn duration(ms: i64) -> String {
+    let abs = ms.unsigned_abs();
+    let sign = if ms < 0 { "-" } else { "" };
+    let text = match abs {
+        0..1_000 => format!("{abs} ms"),
+        1_000..120_000 => format!("{} s", abs / 1_000),
+        120_000..7_200_000 => format!("{} min", abs / 60_000),
+        7_200_000..172_800_000 => format!("{} h", abs / 3_600_000),
+        _ => format!("{} d", abs / 86_400_000),
+    };
+    format!("{sign}{text}")
+}
+
+/// The lifecycle notes of an instruction that are set: links, term, lateness.
+fn notes(i: &pb::Instruction) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !i.parent_instruction_id.is_empty() {
+        notes.push(format!(
+            "depth {} from {}",
+            i.depth, i.parent_instruction_id
+        ));
+    }
+    if !i.references_instruction_id.is_empty() {
+        let verb = match pb::Action::try_from(i.action) {
+            Ok(pb::Action::Freeze) => "follows",
+            Ok(pb::Action::RenewFreeze) => "renews",
+            Ok(pb::Action::ReleaseStop | pb::Action::ReleaseFreeze) => "releases",
+            _ => "refers to",
+        };
+        notes.push(format!("{verb} {}", i.references_instruction_id));
+    }
+    if let Some(f) = &i.freeze {
+        let mut s = format!("mode {}", freeze_mode_name(f.mode));
+        if let Some(m) = &f.major_case_approval {
+            s.push_str(&format!(
+                ", major case {} by {}",
+                m.approval_reference, m.approved_by
+            ));
+        }
+        notes.push(s);
+    }
+    if let Some(t) = &i.renew_until {
+        notes.push(format!("renew to {}", time::format(t)));
+    }
+    // The term: while in force, when it ends; once lapsed, when it did (a released stop or
+    // freeze keeps its old expiry, which no longer means anything).
+    match (pb::InstructionState::try_from(i.state), &i.effective_until) {
+        (Ok(pb::InstructionState::Lapsed), Some(t)) => {
+            notes.push(format!("lapsed at {}", time::format(t)));
+        }
+        (Ok(pb::InstructionState::Released), _) | (_, None) => {}
+        (_, Some(t)) => notes.push(format!("until {}", time::format(t))),
+    }
+    if let Some(t) = &i.overdue_at {
+        notes.push(format!("overdue since {}", time::format(t)));
+    }
+    if let Some(a) = &i.acknowledgement {
+        if a.late_by_ms > 0 {
+            notes.push(format!("answered late by {}", duration(a.late_by_ms)));
+        }
+        if a.execution_time_discrepancy_ms != 0 {
+            notes.push(format!(
+                "reported execution time off by {}; hub time used",
+                duration(a.execution_time_discrepancy_ms)
+            ));
+        }
+    }
+    notes
+}
+
+/// One aligned line: id, state, action, institution, account, amount, then the answer and
+/// the lifecycle notes (`[until ...; overdue since ...]`) if any.
 pub fn instruction_line(i: &pb::Instruction) -> String {
     let (inst, number, amount) = i.account.as_ref().map_or(("?", "?", 0), |a| {
         (
@@ -275,15 +517,74 @@ pub fn instruction_line(i: &pb::Instruction) -> String {
         )
     });
     let answer = outcome_summary(i.acknowledgement.as_ref().and_then(|a| a.outcome.as_ref()));
+    let notes = notes(i);
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", notes.join("; "))
+    };
     let line = format!(
-        "{:<14} {:<17} {:<8} {:<20} {:>12} fen  {answer}",
+        "{:<14} {:<17} {:<14} {:<8} {:<20} {:>12} fen  {answer}{notes}",
         i.instruction_id,
         state_name(i.state),
+        action_name(i.action),
         inst,
         number,
         amount
     );
     line.trim_end().to_owned()
+}
+
+/// One onward transfer, for people: `-> CCB 6217000000009999 (Next Holder) 250000 fen at T ref R`.
+pub fn transfer_text(t: &pb::OnwardTransfer) -> String {
+    format!(
+        "-> {} {} ({}) {} fen at {} ref {}",
+        t.institution_code,
+        t.account_number,
+        t.account_name,
+        t.amount_fen,
+        time::format_opt(t.time.as_ref()),
+        t.transaction_reference
+    )
+}
+
+/// What the hub did with one onward transfer, for people.
+pub fn hop_text(h: &pb::Hop) -> String {
+    let transfer = h
+        .transfer
+        .as_ref()
+        .map_or_else(|| "-> ?".to_owned(), transfer_text);
+    let result = hop_result_name(h.result);
+    let outcome = match pb::HopResult::try_from(h.result) {
+        Ok(pb::HopResult::Followed) => format!(
+            "{result}: {} asks {} fen",
+            h.child_instruction_id, h.followed_amount_fen
+        ),
+        Ok(pb::HopResult::Cycle) if !h.child_instruction_id.is_empty() => {
+            format!("{result}: already held by {}", h.child_instruction_id)
+        }
+        _ => result.to_owned(),
+    };
+    format!("{transfer}  {outcome}")
+}
+
+/// The instruction's hops, one line each (`hop ...`), for under its line.
+pub fn hop_lines(i: &pb::Instruction) -> Vec<String> {
+    i.hops
+        .iter()
+        .map(|h| format!("hop {}", hop_text(h)))
+        .collect()
+}
+
+/// `instruction_line` followed by its hops, each indented by `indent` more spaces.
+pub fn instruction_with_hops(i: &pb::Instruction, indent: usize) -> String {
+    let mut lines = vec![instruction_line(i)];
+    lines.extend(
+        hop_lines(i)
+            .into_iter()
+            .map(|h| format!("{:indent$}{h}", "")),
+    );
+    lines.join("\n")
 }
 
 /// A multi-line view of one instruction, `label  value` per line.
@@ -308,13 +609,52 @@ pub fn instruction_detail(i: &pb::Instruction) -> String {
     if let Some(v) = &i.victim_transfer {
         rows.push(("victim", victim_line(v)));
     }
+    rows.push(("depth", i.depth.to_string()));
+    if !i.parent_instruction_id.is_empty() {
+        rows.push(("parent", i.parent_instruction_id.clone()));
+    }
+    if !i.references_instruction_id.is_empty() {
+        rows.push(("references", i.references_instruction_id.clone()));
+    }
+    if let Some(c) = &i.case_filing {
+        rows.push((
+            "case filing",
+            format!(
+                "{} filed {}",
+                c.case_number,
+                time::format_opt(c.filed_at.as_ref())
+            ),
+        ));
+    }
+    if let Some(f) = &i.freeze {
+        let major = f
+            .major_case_approval
+            .as_ref()
+            .map_or_else(String::new, |m| {
+                format!(
+                    ", major case {} approved by {}",
+                    m.approval_reference, m.approved_by
+                )
+            });
+        rows.push(("freeze", format!("{}{major}", freeze_mode_name(f.mode))));
+    }
     rows.push(("sequence", i.sequence.to_string()));
     rows.push(("created", time::format_opt(i.created_at.as_ref())));
     rows.push(("answer due", time::format_opt(i.answer_due_at.as_ref())));
     rows.push(("delivered", time::format_opt(i.delivered_at.as_ref())));
+    if let Some(t) = &i.overdue_at {
+        rows.push(("overdue at", time::format(t)));
+    }
     if let Some(a) = &i.acknowledgement {
         rows.push(("answer", answer_line(a)));
     }
+    if let Some(t) = &i.renew_until {
+        rows.push(("renew until", time::format(t)));
+    }
+    if let Some(t) = &i.effective_until {
+        rows.push(("in force until", time::format(t)));
+    }
+    rows.extend(i.hops.iter().map(|h| ("hop", hop_text(h))));
     rows.push(("updated", time::format_opt(i.updated_at.as_ref())));
     rows.iter()
         .map(|(label, value)| format!("{label:<14} {value}"))
@@ -344,27 +684,37 @@ fn answer_line(a: &pb::Acknowledgement) -> String {
     let executed_at = match outcome {
         Some(Outcome::Executed(e)) => e.executed_at.as_ref(),
         Some(Outcome::Partial(p)) => p.executed_at.as_ref(),
+        Some(Outcome::Frozen(f)) => f.executed_at.as_ref(),
+        Some(Outcome::Done(d)) => d.executed_at.as_ref(),
         _ => None,
     };
     let mut line = name;
     let summary = outcome_summary(outcome);
-    if !summary.is_empty() {
+    if !summary.is_empty() && summary != line {
         line = format!("{line}: {summary}");
     }
     if let Some(at) = executed_at {
         line = format!("{line}, executed at {}", time::format(at));
     }
-    format!(
+    let mut line = format!(
         "{line}; received {}",
         time::format_opt(a.received_at.as_ref())
-    )
+    );
+    if a.late_by_ms > 0 {
+        line.push_str(&format!(", late by {}", duration(a.late_by_ms)));
+    }
+    line
 }
 
-/// The header line of a notice followed by one line per instruction.
+/// The header line of a notice followed by one line per instruction (and its hops).
 pub fn notice_lines(n: &Notice) -> String {
     let mut lines = vec![format!(
-        "notice {}  request {}  case {}  agency {}",
-        n.notice_id, n.request_id, n.case_reference, n.police_agency
+        "notice {}  request {}  case {}  agency {}  action {}",
+        n.notice_id,
+        n.request_id,
+        n.case_reference,
+        n.police_agency,
+        action_name(n.action)
     )];
     if let Some(v) = &n.victim_transfer {
         lines.push(format!("  victim {}", victim_line(v)));
@@ -372,8 +722,51 @@ pub fn notice_lines(n: &Notice) -> String {
     lines.extend(
         n.instructions
             .iter()
-            .map(|i| format!("  {}", instruction_line(i))),
+            .map(|i| format!("  {}", instruction_with_hops(i, 4))),
     );
+    lines.join("\n")
+}
+
+/// A case's fund-flow graph for people: its accounts (shallowest first), then the transfers
+/// between them and what the hub did with each.
+pub fn graph_lines(g: &pb::CaseGraph) -> String {
+    let mut lines = vec![
+        format!(
+            "case {}  agency {}  {} account(s), {} transfer(s)",
+            g.case_reference,
+            g.police_agency,
+            g.accounts.len(),
+            g.transfers.len()
+        ),
+        "accounts:".to_owned(),
+        format!(
+            "  {:<5} {:<8} {:<20} {:<16} {:>12} {:>12}  instructions",
+            "depth", "inst", "account", "name", "requested", "held"
+        ),
+    ];
+    lines.extend(g.accounts.iter().map(|a| {
+        format!(
+            "  {:<5} {:<8} {:<20} {:<16} {:>12} {:>12}  {}",
+            a.depth,
+            a.institution_code,
+            a.account_number,
+            a.account_name,
+            a.requested_fen,
+            a.held_fen,
+            a.instruction_ids.join(",")
+        )
+    }));
+    lines.push("transfers:".to_owned());
+    if g.transfers.is_empty() {
+        lines.push("  (none reported)".to_owned());
+    }
+    lines.extend(g.transfers.iter().map(|t| {
+        let hop = t.hop.as_ref().map_or_else(|| "-> ?".to_owned(), hop_text);
+        format!(
+            "  {} {} {hop}  (reported with {})",
+            t.from_institution_code, t.from_account_number, t.from_instruction_id
+        )
+    }));
     lines.join("\n")
 }
 
@@ -423,5 +816,150 @@ mod tests {
         assert_eq!(v["acknowledgement"]["outcome"], "mismatch");
         assert_eq!(v["acknowledgement"]["fields"], json!(["name", "amount"]));
         assert!(instruction_line(&i).contains("fields name,amount"));
+    }
+
+    fn transfer() -> pb::OnwardTransfer {
+        pb::OnwardTransfer {
+            institution_code: "CCB".into(),
+            account_number: "6217000000009999".into(),
+            account_name: "Next Holder".into(),
+            amount_fen: 1500,
+            time: Some(time::from_millis(60_000)),
+            transaction_reference: "SIM-I2-1".into(),
+        }
+    }
+
+    fn chased() -> pb::Instruction {
+        pb::Instruction {
+            instruction_id: "I2".into(),
+            state: pb::InstructionState::Partial as i32,
+            action: pb::Action::StopPayment as i32,
+            depth: 1,
+            effective_until: Some(time::from_millis(172_800_000)),
+            acknowledgement: Some(pb::Acknowledgement {
+                outcome: Some(Outcome::Partial(pb::Partial {
+                    amount_held_fen: 1500,
+                    balance_fen: 0,
+                    executed_at: Some(time::from_millis(0)),
+                    onward_transfers: vec![transfer()],
+                })),
+                late_by_ms: 2_500,
+                ..Default::default()
+            }),
+            hops: vec![
+                pb::Hop {
+                    transfer: Some(transfer()),
+                    result: pb::HopResult::Followed as i32,
+                    child_instruction_id: "I3".into(),
+                    followed_amount_fen: 1500,
+                },
+                pb::Hop {
+                    transfer: Some(transfer()),
+                    result: pb::HopResult::Unreachable as i32,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lifecycle_notes_and_hops_are_shown() {
+        let i = chased();
+        let line = instruction_line(&i);
+        assert!(line.contains("partial           stop-payment"), "{line}");
+        assert!(
+            line.ends_with("[until 1970-01-03T00:00:00Z; answered late by 2 s]"),
+            "{line}"
+        );
+        let with_hops = instruction_with_hops(&i, 2);
+        let lines: Vec<&str> = with_hops.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[1],
+            "  hop -> CCB 6217000000009999 (Next Holder) 1500 fen at 1970-01-01T00:01:00Z ref SIM-I2-1  followed: I3 asks 1500 fen"
+        );
+        assert!(lines[2].ends_with("  unreachable"), "{}", lines[2]);
+        // A released stop keeps its old expiry; it is not shown as in force.
+        let released = pb::Instruction {
+            state: pb::InstructionState::Released as i32,
+            ..i.clone()
+        };
+        assert!(!instruction_line(&released).contains("until"));
+        let lapsed = pb::Instruction {
+            state: pb::InstructionState::Lapsed as i32,
+            ..i.clone()
+        };
+        assert!(instruction_line(&lapsed).contains("lapsed at 1970-01-03T00:00:00Z"));
+        let detail = instruction_detail(&i);
+        assert!(
+            detail.contains("in force until 1970-01-03T00:00:00Z"),
+            "{detail}"
+        );
+        assert!(detail.contains("late by 2 s"), "{detail}");
+    }
+
+    #[test]
+    fn instruction_json_has_the_lifecycle_fields() {
+        let v = instruction_json(&chased());
+        assert_eq!(v["effective_until"], "1970-01-03T00:00:00Z");
+        assert_eq!(v["overdue_at"], Value::Null);
+        assert_eq!(v["parent_instruction_id"], Value::Null);
+        assert_eq!(v["hops"][0]["result"], "followed");
+        assert_eq!(v["hops"][0]["child_instruction_id"], "I3");
+        assert_eq!(v["hops"][1]["child_instruction_id"], Value::Null);
+        assert_eq!(v["acknowledgement"]["late_by_ms"], 2_500);
+        assert_eq!(
+            v["acknowledgement"]["onward_transfers"][0]["time"],
+            "1970-01-01T00:01:00Z"
+        );
+    }
+
+    #[test]
+    fn graphs_list_accounts_then_transfers() {
+        let g = pb::CaseGraph {
+            police_agency: "PSB-SZ".into(),
+            case_reference: "SZ-1".into(),
+            accounts: vec![pb::GraphAccount {
+                institution_code: "ICBC".into(),
+                account_number: "6222020000001117".into(),
+                account_name: "Wang Wu".into(),
+                depth: 1,
+                requested_fen: 3000,
+                held_fen: 1500,
+                instruction_ids: vec!["I2".into(), "I5".into()],
+            }],
+            transfers: vec![pb::GraphTransfer {
+                from_institution_code: "ICBC".into(),
+                from_account_number: "6222020000001117".into(),
+                from_instruction_id: "I2".into(),
+                hop: chased().hops.first().cloned(),
+            }],
+        };
+        let text = graph_lines(&g);
+        assert!(text.starts_with("case SZ-1  agency PSB-SZ  1 account(s), 1 transfer(s)"));
+        assert!(
+            text.contains("  1     ICBC     6222020000001117     Wang Wu"),
+            "{text}"
+        );
+        assert!(text.contains("I2,I5"), "{text}");
+        assert!(
+            text.contains("ICBC 6222020000001117 -> CCB 6217000000009999"),
+            "{text}"
+        );
+        assert!(text.ends_with("(reported with I2)"), "{text}");
+        let v = graph_json(&g);
+        assert_eq!(v["accounts"][0]["held_fen"], 1500);
+        assert_eq!(v["transfers"][0]["hop"]["followed_amount_fen"], 1500);
+    }
+
+    #[test]
+    fn durations_are_rough() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(42_000), "42 s");
+        assert_eq!(duration(180_000), "3 min");
+        assert_eq!(duration(47 * 3_600_000), "47 h");
+        assert_eq!(duration(180 * 86_400_000), "180 d");
+        assert_eq!(duration(-5_000), "-5 s");
     }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod timers;
+
 use anyhow::Context;
 use clap::Args;
 use tonic::transport::Channel;
