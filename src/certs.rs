@@ -44,11 +44,8 @@ pub const SERVER_KEY_FILE: &str = "server-key.pem";
 pub enum CertError {
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("invalid certificate name {value:?}: {reason}")]
     InvalidName { value: String, reason: String },
     #[error("a server certificate needs at least one host name or address")]
@@ -207,7 +204,7 @@ pub fn mint_dev(
     participants: &ParticipantsFile,
     extra_hosts: &[String],
 ) -> Result<Vec<PathBuf>, CertError> {
-    fs::create_dir_all(out).map_err(|source| io_err(out, source))?;
+    fs::create_dir_all(out).map_err(|cause| io_err(out, cause))?;
     let mut written = Vec::new();
 
     let ca = Ca::new(DEV_CA_COMMON_NAME)?;
@@ -261,10 +258,10 @@ pub fn dev_set_present(dir: &Path) -> bool {
         .all(|f| dir.join(f).is_file())
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> CertError {
+fn io_err(path: &Path, cause: std::io::Error) -> CertError {
     CertError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     }
 }
 

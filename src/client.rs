@@ -11,20 +11,17 @@ use crate::server::MAX_MESSAGE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("cannot connect to {url}: {cause}")]
     Connect {
         url: String,
-        source: tonic::transport::Error,
+        cause: tonic::transport::Error,
     },
-    #[error("invalid hub address {url}: {source}")]
+    #[error("invalid hub address {url}: {cause}")]
     Url {
         url: String,
-        source: tonic::transport::Error,
+        cause: tonic::transport::Error,
     },
 }
 
@@ -46,9 +43,9 @@ impl ClientTls {
         server_name: &str,
     ) -> Result<Self, ClientError> {
         let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| ClientError::Read {
+            std::fs::read(p).map_err(|cause| ClientError::Read {
                 path: p.display().to_string(),
-                source,
+                cause,
             })
         };
         Ok(Self {
@@ -69,16 +66,16 @@ pub async fn connect(url: &str, tls: &ClientTls) -> Result<Channel, ClientError>
         .domain_name(tls.server_name.clone());
     let endpoint = Endpoint::from_shared(url.to_owned())
         .and_then(|e| e.tls_config(config))
-        .map_err(|source| ClientError::Url {
+        .map_err(|cause| ClientError::Url {
             url: url.to_owned(),
-            source,
+            cause,
         })?;
     endpoint
         .connect()
         .await
-        .map_err(|source| ClientError::Connect {
+        .map_err(|cause| ClientError::Connect {
             url: url.to_owned(),
-            source,
+            cause,
         })
 }
 

@@ -38,7 +38,7 @@ pub struct ServeArgs {
     )]
     pub participants: PathBuf,
     /// Development mode: create dev certificates and a demo participants file if missing.
-    #[arg(long, env = "STOPHUB_DEV")]
+    #[arg(long, env = "STOPHUB_DEV", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub dev: bool,
     /// Extra host names or IPs for the dev server certificate (with --dev), e.g. a compose service name.
     #[arg(long = "dev-host", env = "STOPHUB_DEV_HOSTS", value_delimiter = ',')]

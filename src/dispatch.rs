@@ -58,7 +58,11 @@ pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<Deliv
                 while send_page(&hub, &institution, &mut cursor, upto, &tx).await? {}
                 tokio::select! {
                     changed = watermark.changed() => if changed.is_err() { return Ok(()) },
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => {
+                        // Not OK: the bank must reconnect and resume, not believe it is done.
+                        let _ = tx.send(Err(Status::unavailable("the hub is shutting down: reconnect and resume from your last sequence"))).await;
+                        return Ok(());
+                    }
                     _ = tx.closed() => return Err(()),
                 }
             }

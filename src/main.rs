@@ -17,7 +17,7 @@ use stophub::{certs, cli, participants, server};
 )]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "STOPHUB_LOG_JSON")]
+    #[arg(long, global = true, env = "STOPHUB_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -32,11 +32,11 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// Police case system client: submit, get and watch notices.
+    /// Police case system client: stops, freezes, renewals, releases, watches, case graphs.
     Police(cli::PoliceArgs),
     /// Bank client: listen for instructions and acknowledge them.
     Bank(cli::BankArgs),
-    /// Oversight client: list and read instructions.
+    /// Oversight client: instructions, what expires soon, case graphs (read-only).
     Oversight(cli::OversightArgs),
     /// Measure durable submissions per second and their latency (starts its own hub by default).
     Bench(stophub::bench::BenchArgs),

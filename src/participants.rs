@@ -67,15 +67,12 @@ pub struct Registry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot read participants file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("participants file {path} is not valid TOML: {source}")]
+    #[error("cannot read participants file {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("participants file {path} is not valid TOML: {cause}")]
     Parse {
         path: String,
-        source: Box<toml::de::Error>,
+        cause: Box<toml::de::Error>,
     },
     #[error("participants file: {0}")]
     Invalid(String),
@@ -195,13 +192,13 @@ pub fn demo() -> ParticipantsFile {
 
 impl ParticipantsFile {
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| RegistryError::Read {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
-        toml::from_str(&text).map_err(|source| RegistryError::Parse {
+        toml::from_str(&text).map_err(|cause| RegistryError::Parse {
             path: path.display().to_string(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         })
     }
 

@@ -47,25 +47,22 @@ pub struct ServeOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{0}")]
+    #[error(transparent)]
     Registry(#[from] crate::participants::RegistryError),
-    #[error("cannot read {path}: {source}")]
-    Tls {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("store: {0}")]
+    #[error("cannot read {path}: {cause}")]
+    Tls { path: String, cause: std::io::Error },
+    #[error(transparent)]
     Store(#[from] crate::error::Error),
-    #[error("transport: {0}")]
+    #[error("transport")]
     Transport(#[from] tonic::transport::Error),
-    #[error("reflection: {0}")]
+    #[error("reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
-    std::fs::read(path).map_err(|source| ServerError::Tls {
+    std::fs::read(path).map_err(|cause| ServerError::Tls {
         path: path.display().to_string(),
-        source,
+        cause,
     })
 }
 
@@ -118,7 +115,7 @@ pub async fn run(
     drop(hub);
 
     let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, data_dir = %options.data_dir.display(), "stophub serving (mutual TLS)");
+    tracing::info!(addr = %local.map(|a| a.to_string()).unwrap_or_default(), data_dir = %options.data_dir.display(), "stophub serving (mutual TLS)");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let signal = {
         let token = token.clone();

@@ -95,32 +95,13 @@ pub fn watch(hub: Arc<Hub>, notice: NoticeRecord, until_answered: bool) -> Watch
             for rec in reread(&hub)? {
                 w.offer(&rec, true, ChangeKind::State).await?;
             }
-            loop {
-                // Events of one batch are published together: take those already here before
-                // deciding that nothing more is coming (a chase adds instructions in the same
-                // batch as the answer that caused it).
-                loop {
-                    match events.try_recv() {
-                        Ok(change) => {
-                            if change.record.notice_id == notice.notice_id {
-                                w.offer(&change.record, false, change.kind).await?;
-                            }
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                            for rec in reread(&hub)? {
-                                w.offer(&rec, false, ChangeKind::State).await?;
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if w.all_done() {
-                    return Ok(());
-                }
+            // Each message is one committed batch, whole: an answer and the next-level stops it
+            // caused arrive together, so "all answered" is never judged between the two.
+            while !w.all_done() {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Ok(change) => {
-                            if change.record.notice_id == notice.notice_id {
+                        Ok(batch) => {
+                            for change in batch.iter().filter(|c| c.record.notice_id == notice.notice_id) {
                                 w.offer(&change.record, false, change.kind).await?;
                             }
                         }
@@ -131,10 +112,15 @@ pub fn watch(hub: Arc<Hub>, notice: NoticeRecord, until_answered: bool) -> Watch
                         }
                         Err(broadcast::error::RecvError::Closed) => return Ok(()),
                     },
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => {
+                        // Not OK: an ended watch would read as "every instruction final".
+                        let _ = w.tx.send(Err(Status::unavailable("the hub is shutting down: watch again"))).await;
+                        return Ok(());
+                    }
                     _ = w.tx.closed() => return Err(()),
                 }
             }
+            Ok(())
         }
         .await;
         let _ = result;

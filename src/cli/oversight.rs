@@ -110,11 +110,13 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
     match args.command {
         OversightCommand::List(list) => {
             let mut token = list.page_token.clone().unwrap_or_default();
+            let mut shown = 0usize;
             loop {
                 let page = client
                     .list_instructions(list.request(token))
                     .await?
                     .into_inner();
+                shown += page.instructions.len();
                 for i in &page.instructions {
                     out.emit(
                         || render::instruction_line(i),
@@ -123,6 +125,9 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
                 }
                 token = page.next_page_token;
                 if token.is_empty() {
+                    if shown == 0 && !out.json {
+                        out.emit(|| "no instructions match".to_owned(), || json!({}))?;
+                    }
                     return Ok(());
                 }
                 if !list.all {

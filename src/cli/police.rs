@@ -115,8 +115,9 @@ struct NoticeArgs {
         required_unless_present = "file"
     )]
     amount_fen: Option<i64>,
-    /// When the victim's transfer was made, RFC 3339 [default: now].
-    #[arg(long, value_name = "RFC3339", value_parser = time::parse)]
+    /// When the victim's transfer was made, RFC 3339. Required: it is part of the notice, so a
+    /// retry with the same --request-id must give the same time to be recognised as a retry.
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse, required_unless_present = "file")]
     transfer_time: Option<prost_types::Timestamp>,
     /// The transfer's transaction reference at the victim's institution.
     #[arg(long, value_name = "REF", required_unless_present = "file")]
@@ -236,7 +237,7 @@ const SUBMIT_LONG_HELP: &str = concat!(
 --follow-funds[=DEPTH] asks the hub to follow the money: onward transfers reported with an
 answer become next-level stop-payments, which join the notice (and the watch).
 
-Notice file (--file), JSON; request_id, currency, transfer_time and kind are optional. The
+Notice file (--file), JSON; request_id, currency and kind are optional. The
 action, case filing, freeze, --follows and --follow-funds flags apply with --file too:
   {\"request_id\": \"SZ-2026-001-1\", \"case\": \"SZ-2026-001\", \"currency\": \"CNY\",
    \"victim\": {\"institution\": \"CCB\", \"account\": \"6217000000000001\", \"name\": \"Zhang San\",
@@ -460,7 +461,9 @@ fn build_request(args: &NoticeArgs, action: ActionName) -> anyhow::Result<Submit
         Some(t) => time::parse(t)
             .map_err(anyhow::Error::msg)
             .context("victim.transfer_time")?,
-        None => args.transfer_time.unwrap_or_else(time::now),
+        None => args
+            .transfer_time
+            .ok_or_else(|| anyhow::anyhow!("victim.transfer_time: is required"))?,
     };
     let request_id = args
         .request_id
@@ -712,7 +715,7 @@ mod tests {
         command: PoliceCommand,
     }
 
-    const NOTICE: [&str; 14] = [
+    const NOTICE: [&str; 16] = [
         "--case",
         "SZ-1",
         "--victim-institution",
@@ -725,6 +728,8 @@ mod tests {
         "500000",
         "--transaction-ref",
         "TX1",
+        "--transfer-time",
+        "2026-11-28T07:00:00Z",
         "--suspect",
         "ICBC:6222020200001237:Li Si:500000",
     ];

@@ -231,6 +231,12 @@ impl Simulator {
         }
         let (balance, available) = (account.balance, account.available());
         let not_frozen = requested - frozen;
+        if frozen == 0 && self.earlier.is_none() {
+            // Nothing to freeze and nothing to queue behind: the hub wants REJECTED then.
+            return Outcome::Rejected(pb::Rejected {
+                reason: "nothing available to freeze".to_owned(),
+            });
+        }
         let earlier_freezes = self
             .earlier
             .iter()
@@ -488,12 +494,11 @@ mod tests {
             sim.answer(&stop("I1", "6222020200001237", 1000), at(NOW)),
             Outcome::Partial(p) if p.amount_held_fen == 500
         ));
-        // Without following the stop, nothing is left to freeze.
-        let Outcome::Frozen(f) = sim.answer(&freeze("I2", "6222020200001237", 1000), at(NOW))
-        else {
-            panic!("frozen expected")
-        };
-        assert_eq!((f.amount_frozen_fen, f.amount_not_frozen_fen), (0, 1000));
+        // Without following the stop, nothing is left to freeze: refused, as the hub asks.
+        assert!(matches!(
+            sim.answer(&freeze("I2", "6222020200001237", 1000), at(NOW)),
+            Outcome::Rejected(_)
+        ));
         let mut follows = freeze("I3", "6222020200001237", 1000);
         follows.references_instruction_id = "I1".into();
         let Outcome::Frozen(f) = sim.answer(&follows, at(NOW)) else {

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AccountNumber, Fen, Timestamp};
-use super::notice::{Action, CaseFiling, FreezeTerms, SuspectAccount, VictimTransfer};
+use super::notice::{Action, CaseFiling, FreezeMode, FreezeTerms, SuspectAccount, VictimTransfer};
 use super::policy::{Policy, add_months};
 use crate::error::Error;
 
@@ -418,10 +418,20 @@ pub fn apply(
             Event::Acknowledged(outcome),
         ) => match &rec.ack {
             Some(ack) if ack.outcome == *outcome => Applied::Unchanged,
-            _ => {
+            recorded => {
                 return Err(Error::FailedPrecondition(format!(
-                    "instruction {} was already answered and is {:?}; a different answer is refused",
-                    rec.instruction_id, rec.state
+                    "instruction {} was already answered and is {:?}; this answer differs from the one recorded \
+                     ({}{}): only the identical answer may be repeated",
+                    rec.instruction_id,
+                    rec.state,
+                    recorded.as_ref().map_or("none", |a| a.outcome.name()),
+                    recorded
+                        .as_ref()
+                        .and_then(|a| a.outcome.executed_at())
+                        .map_or(String::new(), |t| format!(
+                            ", executed_at {} ms",
+                            t.millis()
+                        )),
                 )));
             }
         },
@@ -572,27 +582,48 @@ fn state_for(rec: &InstructionRecord, outcome: &Outcome) -> Result<State, Error>
             Action::Freeze,
             Outcome::Frozen {
                 frozen,
+                balance,
+                available,
                 not_frozen,
                 not_frozen_reason,
                 earlier,
                 ..
             },
         ) => {
-            if frozen.get() > requested {
+            let (frozen, not_frozen) = (frozen.get(), not_frozen.get());
+            let amount_limited = rec
+                .freeze
+                .as_ref()
+                .is_none_or(|f| f.mode == FreezeMode::AmountLimited);
+            if amount_limited && frozen + not_frozen != requested {
                 return Err(Error::invalid(
-                    "frozen.amount_frozen_fen",
-                    format!("must be at most the amount requested ({requested} fen)"),
+                    "frozen.amount_not_frozen_fen",
+                    format!(
+                        "amount_frozen_fen + amount_not_frozen_fen must equal the amount requested ({requested} fen) for an amount-limited freeze"
+                    ),
                 ));
             }
-            if not_frozen.get() > 0 && not_frozen_reason.is_empty() {
+            if frozen > balance.get() || available.get() > balance.get() {
+                return Err(Error::invalid(
+                    "frozen.balance_fen",
+                    "must be at least amount_frozen_fen and available_balance_fen",
+                ));
+            }
+            if not_frozen > 0 && not_frozen_reason.is_empty() {
                 return Err(Error::invalid(
                     "frozen.not_frozen_reason",
                     "is required when amount_not_frozen_fen > 0",
                 ));
             }
+            if frozen == 0 && earlier.is_empty() {
+                return Err(Error::invalid(
+                    "frozen.amount_frozen_fen",
+                    "nothing frozen and no earlier freeze to queue behind: answer REJECTED with the reason instead",
+                ));
+            }
             Ok(if !earlier.is_empty() {
                 State::Queued
-            } else if not_frozen.get() > 0 || frozen.get() < requested {
+            } else if not_frozen > 0 {
                 State::Partial
             } else {
                 State::Executed

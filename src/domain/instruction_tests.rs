@@ -800,21 +800,29 @@ fn amounts_in_an_answer_must_fit_the_request() {
         (partial(r, t), invalid("partial.amount_held_fen")),
         (partial(r + 1, t), invalid("partial.amount_held_fen")),
     ];
-    // A freeze: earlier freezes queue it; anything not frozen makes it partial and needs a
-    // reason; it never freezes more than requested.
+    // An amount-limited freeze: frozen + not frozen is the amount requested; earlier freezes
+    // queue it; anything not frozen makes it partial and needs a reason; nothing frozen and
+    // nothing to queue behind is not a freeze at all (REJECTED is the answer for that).
+    const SUM: &str = "frozen.amount_not_frozen_fen";
+    let mut overdrawn = frozen(t, r, 0, "", vec![]);
+    if let Outcome::Frozen { balance, .. } = &mut overdrawn {
+        *balance = Fen::new_unchecked(r - 1);
+    }
     let freezes = [
         (frozen(t, r, 0, "", vec![]), to(Executed)),
         (frozen(t, 6_000, 4_000, why, vec![]), to(Partial)),
         (frozen(t, r - 1, 1, why, vec![]), to(Partial)),
-        (frozen(t, 6_000, 0, "", vec![]), to(Partial)),
-        (frozen(t, 0, r, why, vec![]), to(Partial)),
+        (frozen(t, 6_000, 0, "", vec![]), invalid(SUM)),
+        (frozen(t, 0, r, why, vec![]), invalid(TOO_MUCH)),
         (frozen(t, r, 0, "", queue()), to(Queued)),
         (frozen(t, 4_000, 6_000, why, queue()), to(Queued)),
+        (frozen(t, 0, r, why, queue()), to(Queued)),
         (frozen(t, 6_000, 4_000, "", vec![]), invalid(NO_REASON)),
         (frozen(t, r - 1, 1, "", vec![]), invalid(NO_REASON)),
         (frozen(t, 6_000, 4_000, "", queue()), invalid(NO_REASON)),
-        (frozen(t, r + 1, 0, "", vec![]), invalid(TOO_MUCH)),
-        (frozen(t, r + 1, 0, "", queue()), invalid(TOO_MUCH)),
+        (frozen(t, r + 1, 0, "", vec![]), invalid(SUM)),
+        (frozen(t, r + 1, 0, "", queue()), invalid(SUM)),
+        (overdrawn, invalid("frozen.balance_fen")),
     ];
     let cases = (stops.into_iter().map(|(o, e)| (Action::StopPayment, o, e)))
         .chain(freezes.into_iter().map(|(o, e)| (Action::Freeze, o, e)));

@@ -111,7 +111,9 @@ pub struct Hub {
     config: HubConfig,
     clock: SharedClock,
     commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Arc<Change>>,
+    /// One message per committed batch: all its changes together, so that a watcher sees a
+    /// batch whole (an answer and the next-level stops it caused).
+    events: broadcast::Sender<Arc<[Change]>>,
     /// Per institution: the highest sequence that is durable, so streams never send what a
     /// crash could take back.
     watermarks: Arc<HashMap<String, watch::Sender<u64>>>,
@@ -206,7 +208,7 @@ impl Hub {
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
     }
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<Change>> {
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<[Change]>> {
         self.events.subscribe()
     }
     pub fn watermark(&self, institution: &str) -> Option<watch::Receiver<u64>> {

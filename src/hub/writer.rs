@@ -35,7 +35,7 @@ pub(super) struct Writer {
     pub config: HubConfig,
     /// The last sequence given to each institution, as committed.
     pub next_seq: HashMap<String, u64>,
-    pub events: broadcast::Sender<Arc<Change>>,
+    pub events: broadcast::Sender<Arc<[Change]>>,
     pub watermarks: Arc<HashMap<String, watch::Sender<u64>>>,
     pub timers_changed: Arc<Notify>,
 }
@@ -56,7 +56,7 @@ struct Batch {
     /// `case_accounts` keys staged in this batch (the index is read by prefix).
     case_keys: Vec<Vec<u8>>,
     /// Changes to publish after the sync.
-    events: Vec<Arc<Change>>,
+    events: Vec<Change>,
     /// Whether a caller waits on these writes (then they must be synced before replying).
     must_sync: bool,
     timers_added: bool,
@@ -110,10 +110,10 @@ impl Batch {
     fn put_instruction(&mut self, rec: &InstructionRecord) {
         self.writes
             .put(TreeId::Instructions, rec.instruction_id.as_bytes(), rec);
-        self.events.push(Arc::new(Change {
+        self.events.push(Change {
             record: rec.clone(),
             kind: ChangeKind::State,
-        }));
+        });
     }
 
     fn timer(&mut self, due: Timestamp, kind: TimerKind, id: &str, expected: Option<Timestamp>) {
@@ -190,7 +190,12 @@ impl Writer {
             }
             let applied_us = started.elapsed().as_micros() as u64;
             // Delivery marks alone are not worth an fsync: they ride with the next one.
-            let done = self.store.commit(&batch.writes).and_then(|()| {
+            let committed = self.store.commit(&batch.writes);
+            if committed.is_ok() {
+                // Applied in the store: these sequences are taken whatever the sync does.
+                self.next_seq.extend(std::mem::take(&mut batch.seqs));
+            }
+            let done = committed.and_then(|()| {
                 if batch.must_sync {
                     self.store.sync()
                 } else {
@@ -206,6 +211,14 @@ impl Writer {
             if let Err(e) = &done {
                 tracing::error!(error = %e, "commit or sync failed; answering the batch with UNAVAILABLE");
             }
+            // Wake streams and watchers before answering, so that a caller who has its answer
+            // finds its change everywhere (a bank that subscribes next sees it).
+            if done.is_ok() {
+                self.publish(batch.events);
+                if batch.timers_added {
+                    self.timers_changed.notify_one();
+                }
+            }
             for p in pending {
                 match p {
                     Pending::Submit(reply, result) => {
@@ -217,13 +230,6 @@ impl Writer {
                     Pending::Fired(reply, result) => {
                         let _ = reply.send(after_sync(result, &done));
                     }
-                }
-            }
-            if done.is_ok() {
-                self.next_seq.extend(batch.seqs);
-                self.publish(batch.events);
-                if batch.timers_added {
-                    self.timers_changed.notify_one();
                 }
             }
             if stop {
@@ -249,7 +255,7 @@ impl Writer {
         result
     }
 
-    fn publish(&self, events: Vec<Arc<Change>>) {
+    fn publish(&self, events: Vec<Change>) {
         for (institution, seq) in &self.next_seq {
             if let Some(w) = self.watermarks.get(institution) {
                 w.send_if_modified(|cur| {
@@ -259,8 +265,8 @@ impl Writer {
                 });
             }
         }
-        for event in events {
-            let _ = self.events.send(event);
+        if !events.is_empty() {
+            let _ = self.events.send(events.into());
         }
     }
 
@@ -842,10 +848,10 @@ impl Writer {
                         .get(&timer.key)?
                         .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes));
                     if rec.state.holding() && rec.effective_until.map(|t| t.millis()) == expected {
-                        batch.events.push(Arc::new(Change {
+                        batch.events.push(Change {
                             record: rec.clone(),
                             kind: ChangeKind::RenewalReminder,
-                        }));
+                        });
                         tracing::info!(instruction_id = %rec.instruction_id, "renewal reminder");
                     }
                 }
