@@ -164,14 +164,30 @@ pub fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V> {
     }
 }
 
+/// Opens sled, waiting briefly while a previous handle in this process (a hub that just
+/// stopped, whose last tasks are still letting go) releases the directory's lock.
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    let mut tries = 0;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            Err(sled::Error::Io(e)) if tries < 50 && e.to_string().contains("lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(dir)?;
         let trees = TREE_NAMES
             .iter()
             .map(|name| db.open_tree(name))
