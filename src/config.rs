@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::domain::blacklist::BasisTable;
 use crate::domain::policy::Policy;
 use crate::hub::HubConfig;
 use crate::server::{ServeOptions, TlsFiles};
@@ -74,6 +75,16 @@ pub struct ServeArgs {
     /// seconds, before the hub uses its own receipt time (and records the discrepancy).
     #[arg(long, env = "STOPHUB_MAX_EXECUTION_SKEW_SECS", default_value_t = 300)]
     pub max_execution_skew_secs: i64,
+    /// Legal-basis table of the blacklist (TOML: `version` and `[[basis]]` entries with code,
+    /// description, term_months, cap_months and [basis.effects]) [default: the built-in table].
+    #[arg(long, env = "STOPHUB_LEGAL_BASES")]
+    pub legal_bases: Option<PathBuf>,
+    /// Blacklist changes kept for banks to replay; one further behind gets a fresh snapshot.
+    #[arg(long, env = "STOPHUB_BLACKLIST_LOG_RETAIN", default_value_t = 100_000)]
+    pub blacklist_log_retain: u64,
+    /// Blacklist subject checks allowed per institution per second.
+    #[arg(long, env = "STOPHUB_CHECKS_PER_SECOND", default_value_t = 1000)]
+    pub checks_per_second: u32,
     /// On shutdown, how long to wait for open calls, in seconds.
     #[arg(long, env = "STOPHUB_GRACE_SECS", default_value_t = 10)]
     pub grace_secs: u64,
@@ -110,6 +121,18 @@ impl ServeArgs {
                 return Err(format!("{name} must be >= 0"));
             }
         }
+        let bases = match &self.legal_bases {
+            None => BasisTable::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --legal-bases {}: {e}", path.display()))?;
+                BasisTable::from_toml(&text)
+                    .map_err(|e| format!("--legal-bases {}: {e}", path.display()))?
+            }
+        };
+        if self.blacklist_log_retain == 0 || self.checks_per_second == 0 {
+            return Err("--blacklist-log-retain and --checks-per-second must be > 0".into());
+        }
         let pick = |given: &Option<PathBuf>, name: &str| {
             given.clone().unwrap_or_else(|| self.certs_dir.join(name))
         };
@@ -135,6 +158,9 @@ impl ServeArgs {
                     reminder_lead_ms: self.reminder_lead_days * 86_400_000,
                     max_execution_skew_ms: self.max_execution_skew_secs * 1000,
                 },
+                bases,
+                blacklist_log_retain: self.blacklist_log_retain,
+                checks_per_second: self.checks_per_second,
             },
             grace: Duration::from_secs(self.grace_secs),
         })

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod blacklist_sync;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod hub;
 pub mod participants;
 pub mod proto;
+pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod store;

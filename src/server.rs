@@ -106,9 +106,12 @@ pub async fn run(
     let police = PoliceServiceServer::new(PoliceApi { hub: hub.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let bank = BankServiceServer::new(BankApi { hub: hub.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let bank = BankServiceServer::new(BankApi {
+        hub: hub.clone(),
+        checks: crate::ratelimit::RateLimiter::new(options.hub.checks_per_second),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let oversight = OversightServiceServer::new(OversightApi { hub: hub.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -1,5 +1,6 @@
 //! The legal domain, pure: no async, no tonic, no sled, no clock read (`now` is an argument).
 
+pub mod blacklist;
 pub mod funds;
 pub mod graph;
 pub mod ids;

@@ -7,6 +7,7 @@
 //! submissions racing each other cannot both create a notice); batching means durability
 //! costs one fsync per batch, not per request. Reads go straight to the store from any task.
 
+mod blacklist;
 mod writer;
 
 use std::collections::HashMap;
@@ -17,12 +18,14 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
+use crate::domain::blacklist::{Appeal, BasisTable, Entry, NewListing, Subject};
 use crate::domain::ids::Timestamp;
 use crate::domain::instruction::{InstructionRecord, Outcome};
 use crate::domain::notice::{NewFollowUp, NewNotice, NoticeRecord};
 use crate::domain::policy::Policy;
 use crate::error::{Error, Result};
 use crate::participants::Registry;
+use crate::store::CheckRecord;
 use crate::store::Store;
 
 /// Limits and the time rules.
@@ -33,6 +36,12 @@ pub struct HubConfig {
     /// How far in the future of the hub's clock a client-supplied instant may be, in ms.
     pub max_future_skew_ms: i64,
     pub policy: Policy,
+    /// The legal bases of the blacklist.
+    pub bases: BasisTable,
+    /// Blacklist changes kept for replay; a bank further behind gets a fresh snapshot.
+    pub blacklist_log_retain: u64,
+    /// Blacklist checks allowed per institution per second (and as a burst).
+    pub checks_per_second: u32,
 }
 
 impl Default for HubConfig {
@@ -41,6 +50,9 @@ impl Default for HubConfig {
             max_amount_fen: 1_000_000_000_000, // 10 billion yuan
             max_future_skew_ms: 5 * 60 * 1000,
             policy: Policy::default(),
+            bases: BasisTable::default(),
+            blacklist_log_retain: 100_000,
+            checks_per_second: 1_000,
         }
     }
 }
@@ -58,6 +70,21 @@ pub struct Submitted {
 pub struct Acked {
     pub instruction: InstructionRecord,
     pub duplicate: bool,
+}
+
+/// The answer to a listing or delisting.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub entry: Entry,
+    pub extended: bool,
+    pub replayed: bool,
+}
+
+/// The answer to an appeal being recorded or decided.
+#[derive(Debug, Clone)]
+pub struct AppealDecided {
+    pub appeal: Appeal,
+    pub entry: Option<Entry>,
 }
 
 /// What watchers are told.
@@ -95,6 +122,35 @@ enum Command {
     Delivered {
         instruction_id: String,
     },
+    ListSubject {
+        agency: String,
+        listing: NewListing,
+        reply: oneshot::Sender<Result<Listed>>,
+    },
+    DelistSubject {
+        agency: String,
+        subject: Subject,
+        reason: String,
+        reply: oneshot::Sender<Result<Listed>>,
+    },
+    RecordAppeal {
+        body: String,
+        request_id: String,
+        subject: Subject,
+        grounds: String,
+        reply: oneshot::Sender<Result<AppealDecided>>,
+    },
+    DecideAppeal {
+        body: String,
+        appeal_id: String,
+        upheld: bool,
+        reason: String,
+        reply: oneshot::Sender<Result<AppealDecided>>,
+    },
+    /// A blacklist check, for the record. Fire and forget: synced with the next batch.
+    RecordCheck {
+        record: CheckRecord,
+    },
     /// Fire every timer due by the hub's clock; the reply says how many fired.
     FireTimers {
         reply: oneshot::Sender<Result<usize>>,
@@ -119,6 +175,8 @@ pub struct Hub {
     watermarks: Arc<HashMap<String, watch::Sender<u64>>>,
     /// Woken when a commit scheduled a timer, so the timer task re-reads the earliest.
     timers_changed: Arc<Notify>,
+    /// The last durable blacklist version, for the sync streams.
+    blacklist_watermark: Arc<watch::Sender<u64>>,
     shutdown: CancellationToken,
 }
 
@@ -156,6 +214,8 @@ impl Hub {
         let (events, _) = broadcast::channel(4096);
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
         let timers_changed = Arc::new(Notify::new());
+        let blacklist_version = store.blacklist_version()?;
+        let blacklist_watermark = Arc::new(watch::Sender::new(blacklist_version));
         let writer = writer::Writer {
             store: store.clone(),
             registry: registry.clone(),
@@ -165,6 +225,8 @@ impl Hub {
             events: events.clone(),
             watermarks: watermarks.clone(),
             timers_changed: timers_changed.clone(),
+            blacklist_version,
+            blacklist_watermark: blacklist_watermark.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("stophub-writer".into())
@@ -179,6 +241,7 @@ impl Hub {
             events,
             watermarks,
             timers_changed,
+            blacklist_watermark,
             shutdown,
         });
         Ok((
@@ -262,6 +325,79 @@ impl Hub {
             reply,
         })
         .await
+    }
+
+    pub fn blacklist_watermark(&self) -> watch::Receiver<u64> {
+        self.blacklist_watermark.subscribe()
+    }
+
+    pub async fn list_subject(&self, agency: &str, listing: NewListing) -> Result<Listed> {
+        self.call(|reply| Command::ListSubject {
+            agency: agency.to_owned(),
+            listing,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delist_subject(
+        &self,
+        agency: &str,
+        subject: Subject,
+        reason: String,
+    ) -> Result<Listed> {
+        self.call(|reply| Command::DelistSubject {
+            agency: agency.to_owned(),
+            subject,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn record_appeal(
+        &self,
+        body: &str,
+        request_id: String,
+        subject: Subject,
+        grounds: String,
+    ) -> Result<AppealDecided> {
+        self.call(|reply| Command::RecordAppeal {
+            body: body.to_owned(),
+            request_id,
+            subject,
+            grounds,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn decide_appeal(
+        &self,
+        body: &str,
+        appeal_id: String,
+        upheld: bool,
+        reason: String,
+    ) -> Result<AppealDecided> {
+        self.call(|reply| Command::DecideAppeal {
+            body: body.to_owned(),
+            appeal_id,
+            upheld,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a blacklist check for audit, without waiting.
+    pub fn record_check(&self, record: CheckRecord) {
+        if self
+            .commands
+            .try_send(Command::RecordCheck { record })
+            .is_err()
+        {
+            tracing::warn!("check record dropped: the writer's queue is full");
+        }
     }
 
     /// Fires the timers that are due now; returns how many fired.

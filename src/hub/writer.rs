@@ -10,7 +10,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
-use super::{Acked, Change, ChangeKind, Command, HubConfig, MAX_BATCH, Submitted};
+use super::{
+    Acked, AppealDecided, Change, ChangeKind, Command, HubConfig, Listed, MAX_BATCH, Submitted,
+};
 use crate::clock::SharedClock;
 use crate::domain::funds::{self, FundsContext};
 use crate::domain::ids::{AccountNumber, Timestamp};
@@ -38,6 +40,9 @@ pub(super) struct Writer {
     pub events: broadcast::Sender<Arc<[Change]>>,
     pub watermarks: Arc<HashMap<String, watch::Sender<u64>>>,
     pub timers_changed: Arc<Notify>,
+    /// The last blacklist version committed, and its watchers (the sync streams).
+    pub blacklist_version: u64,
+    pub blacklist_watermark: Arc<watch::Sender<u64>>,
 }
 
 /// A reply held back until the batch is durable.
@@ -45,12 +50,17 @@ enum Pending {
     Submit(oneshot::Sender<Result<Submitted>>, Box<Result<Submitted>>),
     Ack(oneshot::Sender<Result<Acked>>, Box<Result<Acked>>),
     Fired(oneshot::Sender<Result<usize>>, Result<usize>),
+    Listing(oneshot::Sender<Result<Listed>>, Box<Result<Listed>>),
+    Appeal(
+        oneshot::Sender<Result<AppealDecided>>,
+        Box<Result<AppealDecided>>,
+    ),
 }
 
 /// One batch of commands, staged for one commit and one sync.
 #[derive(Default)]
-struct Batch {
-    writes: Writes,
+pub(super) struct Batch {
+    pub(super) writes: Writes,
     /// Sequences given out in this batch, on top of `Writer::next_seq`.
     seqs: HashMap<String, u64>,
     /// `case_accounts` keys staged in this batch (the index is read by prefix).
@@ -58,8 +68,10 @@ struct Batch {
     /// Changes to publish after the sync.
     events: Vec<Change>,
     /// Whether a caller waits on these writes (then they must be synced before replying).
-    must_sync: bool,
+    pub(super) must_sync: bool,
     timers_added: bool,
+    /// The blacklist version after this batch's changes, if it made any.
+    pub(super) blacklist_version: Option<u64>,
 }
 
 /// Where a batch stood before a command, to undo that command's staging if it fails.
@@ -70,6 +82,7 @@ struct Mark {
     events: usize,
     must_sync: bool,
     timers_added: bool,
+    blacklist_version: Option<u64>,
 }
 
 impl Batch {
@@ -81,6 +94,7 @@ impl Batch {
             events: self.events.len(),
             must_sync: self.must_sync,
             timers_added: self.timers_added,
+            blacklist_version: self.blacklist_version,
         }
     }
 
@@ -91,10 +105,11 @@ impl Batch {
         self.events.truncate(mark.events);
         self.must_sync = mark.must_sync;
         self.timers_added = mark.timers_added;
+        self.blacklist_version = mark.blacklist_version;
     }
 
     /// Reads through the staged writes to the store.
-    fn read<V: DeserializeOwned>(
+    pub(super) fn read<V: DeserializeOwned>(
         &self,
         store: &Store,
         tree: TreeId,
@@ -116,7 +131,13 @@ impl Batch {
         });
     }
 
-    fn timer(&mut self, due: Timestamp, kind: TimerKind, id: &str, expected: Option<Timestamp>) {
+    pub(super) fn timer(
+        &mut self,
+        due: Timestamp,
+        kind: TimerKind,
+        id: &str,
+        expected: Option<Timestamp>,
+    ) {
         let value = expected
             .map(|t| t.millis().to_be_bytes().to_vec())
             .unwrap_or_default();
@@ -185,6 +206,53 @@ impl Writer {
                         let result = self.isolated(&mut batch, |w, b| w.fire_timers(b));
                         pending.push(Pending::Fired(reply, result));
                     }
+                    Command::ListSubject {
+                        agency,
+                        listing,
+                        reply,
+                    } => {
+                        let result =
+                            self.isolated(&mut batch, |w, b| w.list_subject(&agency, &listing, b));
+                        pending.push(Pending::Listing(reply, Box::new(result)));
+                    }
+                    Command::DelistSubject {
+                        agency,
+                        subject,
+                        reason,
+                        reply,
+                    } => {
+                        let result = self.isolated(&mut batch, |w, b| {
+                            w.delist_subject(&agency, &subject, &reason, b)
+                        });
+                        pending.push(Pending::Listing(reply, Box::new(result)));
+                    }
+                    Command::RecordAppeal {
+                        body,
+                        request_id,
+                        subject,
+                        grounds,
+                        reply,
+                    } => {
+                        let result = self.isolated(&mut batch, |w, b| {
+                            w.record_appeal(&body, &request_id, &subject, &grounds, b)
+                        });
+                        pending.push(Pending::Appeal(reply, Box::new(result)));
+                    }
+                    Command::DecideAppeal {
+                        body,
+                        appeal_id,
+                        upheld,
+                        reason,
+                        reply,
+                    } => {
+                        let result = self.isolated(&mut batch, |w, b| {
+                            w.decide_appeal(&body, &appeal_id, upheld, &reason, b)
+                        });
+                        pending.push(Pending::Appeal(reply, Box::new(result)));
+                    }
+                    Command::RecordCheck { record } => {
+                        let _ = self.isolated(&mut batch, |w, b| w.record_check(&record, b));
+                    }
                     Command::Stop => stop = true,
                 }
             }
@@ -194,6 +262,9 @@ impl Writer {
             if committed.is_ok() {
                 // Applied in the store: these sequences are taken whatever the sync does.
                 self.next_seq.extend(std::mem::take(&mut batch.seqs));
+                if let Some(v) = batch.blacklist_version {
+                    self.blacklist_version = v;
+                }
             }
             let done = committed.and_then(|()| {
                 if batch.must_sync {
@@ -229,6 +300,12 @@ impl Writer {
                     }
                     Pending::Fired(reply, result) => {
                         let _ = reply.send(after_sync(result, &done));
+                    }
+                    Pending::Listing(reply, result) => {
+                        let _ = reply.send(after_sync(*result, &done));
+                    }
+                    Pending::Appeal(reply, result) => {
+                        let _ = reply.send(after_sync(*result, &done));
                     }
                 }
             }
@@ -268,6 +345,9 @@ impl Writer {
         if !events.is_empty() {
             let _ = self.events.send(events.into());
         }
+        let v = self.blacklist_version;
+        self.blacklist_watermark
+            .send_if_modified(|cur| std::mem::replace(cur, v) != v);
     }
 
     fn instruction(&self, batch: &Batch, id: &str) -> Result<Option<InstructionRecord>> {
@@ -825,6 +905,10 @@ impl Writer {
             batch.writes.remove(TreeId::Timers, timer.key.clone());
             batch.must_sync = true;
             fired += 1;
+            if timer.kind == Some(TimerKind::ListingEnd) {
+                self.end_listing(&timer.instruction_id, batch)?;
+                continue;
+            }
             let Some(rec) = self.instruction(batch, &timer.instruction_id)? else {
                 continue;
             };
@@ -855,7 +939,9 @@ impl Writer {
                         tracing::info!(instruction_id = %rec.instruction_id, "renewal reminder");
                     }
                 }
-                None => tracing::warn!(key = ?timer.key, "unknown timer kind; dropped"),
+                Some(TimerKind::ListingEnd) | None => {
+                    tracing::warn!(key = ?timer.key, "unknown timer kind; dropped")
+                }
             }
         }
         Ok(fired)

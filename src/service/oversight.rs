@@ -159,4 +159,58 @@ impl OversightService for OversightApi {
             crate::service::police::case_graph(&self.hub, &req.police_agency, &req.case_reference)?;
         Ok(Response::new(GetCaseGraphResponse { graph: Some(graph) }))
     }
+
+    async fn get_listing(
+        &self,
+        req: Request<GetListingRequest>,
+    ) -> Result<Response<GetListingResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let subject = convert::subject("subject", req.get_ref().subject.as_ref())?;
+        let entry = self.hub.store().listing(&subject.key())?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "subject: {} has no blacklist entry",
+                subject.masked()
+            ))
+        })?;
+        Ok(Response::new(GetListingResponse {
+            entry: Some(convert::entry_to_proto(&entry)),
+        }))
+    }
+
+    async fn record_appeal(
+        &self,
+        req: Request<RecordAppealRequest>,
+    ) -> Result<Response<RecordAppealResponse>, Status> {
+        let caller = auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let r = req.get_ref();
+        let request_id = crate::domain::ids::request_id(&r.request_id)
+            .map_err(|rule| Error::invalid("request_id", rule))?;
+        let subject = convert::subject("subject", r.subject.as_ref())?;
+        let grounds = convert::required_text("grounds", &r.grounds, 1024)?;
+        let done = self
+            .hub
+            .record_appeal(&caller.org, request_id, subject, grounds)
+            .await?;
+        Ok(Response::new(RecordAppealResponse {
+            appeal: Some(convert::appeal_to_proto(&done.appeal)),
+        }))
+    }
+
+    async fn decide_appeal(
+        &self,
+        req: Request<DecideAppealRequest>,
+    ) -> Result<Response<DecideAppealResponse>, Status> {
+        let caller = auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let r = req.get_ref();
+        let appeal_id = convert::instruction_id("appeal_id", &r.appeal_id)?;
+        let reason = convert::required_text("reason", &r.reason, 256)?;
+        let done = self
+            .hub
+            .decide_appeal(&caller.org, appeal_id, r.upheld, reason)
+            .await?;
+        Ok(Response::new(DecideAppealResponse {
+            appeal: Some(convert::appeal_to_proto(&done.appeal)),
+            entry: done.entry.as_ref().map(convert::entry_to_proto),
+        }))
+    }
 }

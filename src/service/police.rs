@@ -8,6 +8,7 @@ use crate::auth::{self, Caller, Role};
 use crate::domain::notice::NoticeRecord;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::participants::PoliceLevel;
 use crate::proto::stophub::police::v1::police_service_server::PoliceService;
 use crate::proto::stophub::police::v1::*;
 use crate::service::convert;
@@ -124,6 +125,44 @@ impl PoliceService for PoliceApi {
         let caller = self.caller(&req)?;
         let graph = case_graph(&self.hub, &caller.org, &req.get_ref().case_reference)?;
         Ok(Response::new(GetCaseGraphResponse { graph: Some(graph) }))
+    }
+
+    async fn list_subject(
+        &self,
+        req: Request<ListSubjectRequest>,
+    ) -> Result<Response<ListSubjectResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let level = self.hub.registry().police(&caller.org).map(|p| p.level);
+        if level != Some(PoliceLevel::City) {
+            return Err(Error::PermissionDenied(format!(
+                "listing rule: only police agencies at city level or above may list subjects; {} is a county-level agency",
+                caller.org
+            ))
+            .into());
+        }
+        let listing = convert::listing(req.get_ref())?;
+        let done = self.hub.list_subject(&caller.org, listing).await?;
+        Ok(Response::new(ListSubjectResponse {
+            entry: Some(convert::entry_to_proto(&done.entry)),
+            extended: done.extended,
+            replayed: done.replayed,
+        }))
+    }
+
+    async fn delist_subject(
+        &self,
+        req: Request<DelistSubjectRequest>,
+    ) -> Result<Response<DelistSubjectResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let subject = convert::subject("subject", req.get_ref().subject.as_ref())?;
+        let reason = convert::required_text("reason", &req.get_ref().reason, 256)?;
+        let done = self
+            .hub
+            .delist_subject(&caller.org, subject, reason)
+            .await?;
+        Ok(Response::new(DelistSubjectResponse {
+            entry: Some(convert::entry_to_proto(&done.entry)),
+        }))
     }
 }
 

@@ -31,9 +31,17 @@ pub enum TreeId {
     Unacked = 4,
     Timers = 5,
     CaseAccounts = 6,
+    /// Subject key -> blacklist `Entry`.
+    Blacklist = 7,
+    /// Blacklist version (u64 BE) -> `BlacklistChange`.
+    BlacklistLog = 8,
+    /// Check sequence (u64 BE) -> `CheckRecord`.
+    Checks = 9,
+    /// Appeal id -> `Appeal`.
+    Appeals = 10,
 }
 
-const TREE_NAMES: [&str; 7] = [
+const TREE_NAMES: [&str; 11] = [
     "notices",
     "instructions",
     "requests",
@@ -41,6 +49,10 @@ const TREE_NAMES: [&str; 7] = [
     "unacked",
     "timers",
     "case_accounts",
+    "blacklist",
+    "blacklist_log",
+    "checks",
+    "appeals",
 ];
 
 /// What a delivery-log entry tells the institution.
@@ -67,6 +79,27 @@ pub enum TimerKind {
     AnswerDue = 0,
     TermEnd = 1,
     RenewalReminder = 2,
+    /// A blacklist entry's term ends; the timer's id is the subject key.
+    ListingEnd = 3,
+}
+
+/// One change of the blacklist, as institutions replay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlacklistChange {
+    pub version: u64,
+    pub kind: crate::domain::blacklist::ChangeKind,
+    pub subject: crate::domain::blacklist::Subject,
+    pub effects: crate::domain::blacklist::Effects,
+    pub expires_at: crate::domain::ids::Timestamp,
+}
+
+/// Who screened whom, when, and what they were told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub institution: String,
+    pub at: crate::domain::ids::Timestamp,
+    /// (subject key, listed) per subject asked about.
+    pub answers: Vec<(String, bool)>,
 }
 
 impl TimerKind {
@@ -75,6 +108,7 @@ impl TimerKind {
             0 => Some(TimerKind::AnswerDue),
             1 => Some(TimerKind::TermEnd),
             2 => Some(TimerKind::RenewalReminder),
+            3 => Some(TimerKind::ListingEnd),
             _ => None,
         }
     }
@@ -354,6 +388,62 @@ impl Store {
             Some((k, _)) => keys::parse_timer(&k).map(|t| t.0),
             None => None,
         })
+    }
+
+    /// The newest blacklist version in the change log, 0 if none.
+    pub fn blacklist_version(&self) -> Result<u64> {
+        Ok(match self.tree(TreeId::BlacklistLog).last()? {
+            Some((k, _)) => k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// The oldest blacklist version still in the change log, if any.
+    pub fn oldest_blacklist_version(&self) -> Result<Option<u64>> {
+        Ok(match self.tree(TreeId::BlacklistLog).first()? {
+            Some((k, _)) => k.as_ref().try_into().map(u64::from_be_bytes).ok(),
+            None => None,
+        })
+    }
+
+    /// Blacklist changes with `after < version <= upto`, at most `limit`.
+    pub fn blacklist_changes(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<BlacklistChange>> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let from = after.saturating_add(1).to_be_bytes();
+        let to = upto.to_be_bytes();
+        self.tree(TreeId::BlacklistLog)
+            .range(from..=to)
+            .take(limit)
+            .map(|entry| decode(&entry?.1))
+            .collect()
+    }
+
+    /// Blacklist entries after the subject key `after` (exclusive), at most `limit`, in key order.
+    pub fn blacklist_entries_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::blacklist::Entry>> {
+        let mut start = after.as_bytes().to_vec();
+        if !start.is_empty() {
+            start.push(0);
+        }
+        self.tree(TreeId::Blacklist)
+            .range(start..)
+            .take(limit)
+            .map(|entry| decode(&entry?.1))
+            .collect()
+    }
+
+    pub fn listing(&self, subject_key: &str) -> Result<Option<crate::domain::blacklist::Entry>> {
+        self.get(TreeId::Blacklist, subject_key.as_bytes())
     }
 
     /// Every (institution, account, instruction id) of a case.

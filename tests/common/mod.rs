@@ -25,6 +25,7 @@ pub struct TestHub {
     pub dir: Arc<TempDir>,
     pub addr: std::net::SocketAddr,
     pub clock: ManualClock,
+    config: HubConfig,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), stophub::server::ServerError>>>,
 }
@@ -42,15 +43,23 @@ impl TestHub {
 
     /// A fresh hub with the demo participants and new certificates.
     pub async fn start() -> TestHub {
+        Self::start_with(participants::demo(), HubConfig::default()).await
+    }
+
+    /// A fresh hub with these participants (each gets a certificate) and this configuration.
+    pub async fn start_with(file: ParticipantsFile, config: HubConfig) -> TestHub {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let file = participants::demo();
         stophub::certs::mint_dev(&dir.path().join("certs"), &file, &[]).expect("mint certs");
         std::fs::write(dir.path().join("participants.toml"), file.to_toml()).expect("participants");
-        Self::start_in(dir, ManualClock::starting_now()).await
+        Self::start_configured(dir, ManualClock::starting_now(), config).await
     }
 
     /// A hub over an existing directory (certificates, participants and data).
     pub async fn start_in(dir: Arc<TempDir>, clock: ManualClock) -> TestHub {
+        Self::start_configured(dir, clock, HubConfig::default()).await
+    }
+
+    async fn start_configured(dir: Arc<TempDir>, clock: ManualClock, config: HubConfig) -> TestHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -64,7 +73,7 @@ impl TestHub {
                 key: certs.join("server-key.pem"),
             },
             participants: dir.path().join("participants.toml"),
-            hub: HubConfig::default(),
+            hub: config.clone(),
             grace: Duration::from_secs(5),
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -80,6 +89,7 @@ impl TestHub {
             dir,
             addr,
             clock,
+            config,
             stop: Some(stop),
             task: Some(task),
         }
@@ -106,8 +116,9 @@ impl TestHub {
 
     /// Stops and starts again on the same data, on a new port.
     pub async fn restart(self) -> TestHub {
+        let config = self.config.clone();
         let (dir, clock) = self.stop().await;
-        TestHub::start_in(dir, clock).await
+        TestHub::start_configured(dir, clock, config).await
     }
 
     pub fn tls_for(&self, role: &str, org: &str) -> ClientTls {

@@ -603,3 +603,58 @@ fn frozen(fz: &pb::Frozen, config: &HubConfig, now: Timestamp) -> Result<Outcome
         onward: onward("frozen", &fz.onward_transfers, config, now)?,
     })
 }
+
+fn document_type(field: &str, v: i32) -> Result<crate::domain::blacklist::DocumentType> {
+    use crate::domain::blacklist::DocumentType as D;
+    match pb::DocumentType::try_from(v) {
+        Ok(pb::DocumentType::ResidentId) => Ok(D::ResidentId),
+        Ok(pb::DocumentType::Passport) => Ok(D::Passport),
+        Ok(pb::DocumentType::UnifiedSocialCreditCode) => Ok(D::CreditCode),
+        Ok(pb::DocumentType::Unspecified) | Err(_) => Err(Error::invalid(
+            format!("{field}.document_type"),
+            "is required (DOCUMENT_TYPE_RESIDENT_ID, DOCUMENT_TYPE_PASSPORT or DOCUMENT_TYPE_UNIFIED_SOCIAL_CREDIT_CODE)",
+        )),
+    }
+}
+
+/// A subject reference, normalised and checked (check characters included).
+pub fn subject(
+    field: &str,
+    s: Option<&pb::SubjectRef>,
+) -> Result<crate::domain::blacklist::Subject> {
+    let s = s.ok_or_else(|| Error::invalid(field, "is required"))?;
+    let kind = document_type(field, s.document_type)?;
+    crate::domain::blacklist::Subject::parse(kind, &s.document_number)
+        .map_err(|rule| Error::invalid(format!("{field}.document_number"), rule))
+}
+
+/// A listing request.
+pub fn listing(req: &police::ListSubjectRequest) -> Result<crate::domain::blacklist::NewListing> {
+    Ok(crate::domain::blacklist::NewListing {
+        request_id: ids::request_id(&req.request_id)
+            .map_err(|rule| Error::invalid("request_id", rule))?,
+        subject: subject("subject", req.subject.as_ref())?,
+        subject_name: text("subject_name", &req.subject_name, false, MAX_NAME)?,
+        basis: text("legal_basis", &req.legal_basis, true, MAX_NAME)?,
+        case_reference: text("case_reference", &req.case_reference, true, MAX_NAME)?,
+    })
+}
+
+/// Free text required in a request (reasons, grounds).
+pub fn required_text(field: &str, s: &str, max: usize) -> Result<String> {
+    text(field, s, true, max)
+}
+
+/// The subjects of one blacklist check: 1-100.
+pub fn check_subjects(list: &[pb::SubjectRef]) -> Result<Vec<crate::domain::blacklist::Subject>> {
+    if list.is_empty() || list.len() > 100 {
+        return Err(Error::invalid(
+            "subjects",
+            format!("1-100 subjects per check ({} given)", list.len()),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| subject(&format!("subjects[{i}]"), Some(s)))
+        .collect()
+}

@@ -272,3 +272,89 @@ pub fn graph_to_proto(agency: &str, case: &str, g: &CaseGraph) -> pb::CaseGraph 
             .collect(),
     }
 }
+
+pub fn subject_to_proto(s: &crate::domain::blacklist::Subject) -> pb::SubjectRef {
+    use crate::domain::blacklist::DocumentType as D;
+    pb::SubjectRef {
+        document_type: match s.document_type {
+            D::ResidentId => pb::DocumentType::ResidentId,
+            D::Passport => pb::DocumentType::Passport,
+            D::CreditCode => pb::DocumentType::UnifiedSocialCreditCode,
+        } as i32,
+        document_number: s.number.clone(),
+    }
+}
+
+pub fn effects_to_proto(e: crate::domain::blacklist::Effects) -> pb::Effects {
+    pb::Effects {
+        bank_non_counter_suspended: e.bank_non_counter_suspended,
+        payment_accounts_suspended: e.payment_accounts_suspended,
+        no_new_accounts: e.no_new_accounts,
+    }
+}
+
+pub fn entry_to_proto(e: &crate::domain::blacklist::Entry) -> pb::BlacklistEntry {
+    use crate::domain::blacklist::ListingState as L;
+    pb::BlacklistEntry {
+        subject: Some(subject_to_proto(&e.subject)),
+        subject_name: e.subject_name.clone(),
+        state: match e.state {
+            L::Listed => pb::ListingState::Listed,
+            L::Delisted => pb::ListingState::Delisted,
+            L::Lapsed => pb::ListingState::Lapsed,
+            L::AppealUpheld => pb::ListingState::AppealUpheld,
+        } as i32,
+        legal_basis: e.basis.clone(),
+        basis_table_version: e.table_version.clone(),
+        effects: Some(effects_to_proto(e.effects)),
+        listed_by: e.listed_by.clone(),
+        case_reference: e.case_reference.clone(),
+        listed_at: Some(timestamp_to_proto(e.listed_at)),
+        consecutive_since: Some(timestamp_to_proto(e.consecutive_since)),
+        expires_at: Some(timestamp_to_proto(e.expires_at)),
+        version: e.version,
+        removal_reason: e.removal_reason.clone(),
+    }
+}
+
+pub fn appeal_to_proto(
+    a: &crate::domain::blacklist::Appeal,
+) -> crate::proto::stophub::oversight::v1::Appeal {
+    use crate::domain::blacklist::AppealState as A;
+    use crate::proto::stophub::oversight::v1 as o;
+    o::Appeal {
+        appeal_id: a.appeal_id.clone(),
+        subject: Some(subject_to_proto(&a.subject)),
+        grounds: a.grounds.clone(),
+        state: match a.state {
+            A::Pending => o::AppealState::Pending,
+            A::Upheld => o::AppealState::Upheld,
+            A::Dismissed => o::AppealState::Dismissed,
+        } as i32,
+        decision_reason: a.decision_reason.clone(),
+        recorded_by: a.recorded_by.clone(),
+        recorded_at: Some(timestamp_to_proto(a.recorded_at)),
+        decided_by: a.decided_by.clone(),
+        decided_at: a.decided_at.map(timestamp_to_proto),
+    }
+}
+
+/// A change of the blacklist as the sync stream sends it.
+pub fn change_to_proto(
+    c: &crate::store::BlacklistChange,
+) -> crate::proto::stophub::bank::v1::SyncBlacklistResponse {
+    use crate::domain::blacklist::ChangeKind as K;
+    use crate::proto::stophub::bank::v1 as b;
+    b::SyncBlacklistResponse {
+        kind: match c.kind {
+            K::Listed => b::SyncKind::Listed,
+            K::Extended => b::SyncKind::Extended,
+            K::Delisted => b::SyncKind::Delisted,
+            K::Lapsed => b::SyncKind::Lapsed,
+        } as i32,
+        version: c.version,
+        subject: Some(subject_to_proto(&c.subject)),
+        effects: Some(effects_to_proto(c.effects)),
+        listed_until: Some(timestamp_to_proto(c.expires_at)),
+    }
+}

@@ -1,0 +1,116 @@
+//! `SyncBlacklist`: a snapshot of the entries in force and then the live changes, or, for a
+//! bank that resumes from a recent version, exactly the changes it missed.
+//!
+//! The snapshot pages through the store while writers go on (they are never blocked); it
+//! carries the version it started from, and the change log is replayed from there, so an
+//! entry changed during the snapshot comes again as a change: banks apply by version.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::domain::blacklist::ListingState;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::proto::stophub::bank::v1::{SyncBlacklistResponse, SyncKind};
+use crate::service::convert;
+
+const PAGE: usize = 1024;
+
+type Tx = mpsc::Sender<Result<SyncBlacklistResponse, Status>>;
+pub type SyncStream = ReceiverStream<Result<SyncBlacklistResponse, Status>>;
+
+pub fn sync(hub: Arc<Hub>, institution: String, from_version: u64) -> SyncStream {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        let result = run(&hub, &tx, from_version).await;
+        match result {
+            Ok(()) => {}
+            Err(Some(e)) => {
+                let _ = tx.send(Err(e.into())).await;
+            }
+            Err(None) => {}
+        }
+        tracing::info!(%institution, "blacklist sync closed");
+    });
+    ReceiverStream::new(rx)
+}
+
+/// `Err(None)`: the subscriber left; `Err(Some)`: a store error to report.
+async fn run(hub: &Hub, tx: &Tx, from_version: u64) -> Result<(), Option<Error>> {
+    let mut watermark = hub.blacklist_watermark();
+    let current = *watermark.borrow_and_update();
+    let oldest = hub.store().oldest_blacklist_version().map_err(Some)?;
+    let replayable = from_version > 0
+        && from_version <= current
+        && oldest.is_none_or(|o| from_version.saturating_add(1) >= o);
+    let mut cursor = if replayable {
+        from_version
+    } else {
+        snapshot(hub, tx, current).await?;
+        current
+    };
+    let shutdown = hub.shutdown_token().clone();
+    loop {
+        let upto = *watermark.borrow_and_update();
+        while cursor < upto {
+            let changes = hub
+                .store()
+                .blacklist_changes(cursor, upto, PAGE)
+                .map_err(Some)?;
+            let Some(last) = changes.last().map(|c| c.version) else {
+                break;
+            };
+            for c in &changes {
+                send(tx, convert::change_to_proto(c)).await?;
+            }
+            cursor = last;
+        }
+        tokio::select! {
+            changed = watermark.changed() => if changed.is_err() { return Ok(()) },
+            _ = shutdown.cancelled() => {
+                let _ = tx.send(Err(Status::unavailable("the hub is shutting down: sync again from your last version"))).await;
+                return Ok(());
+            }
+            _ = tx.closed() => return Err(None),
+        }
+    }
+}
+
+async fn send(tx: &Tx, msg: SyncBlacklistResponse) -> Result<(), Option<Error>> {
+    tx.send(Ok(msg)).await.map_err(|_| None)
+}
+
+async fn snapshot(hub: &Hub, tx: &Tx, version: u64) -> Result<(), Option<Error>> {
+    let marker = |kind: SyncKind| SyncBlacklistResponse {
+        kind: kind as i32,
+        version,
+        ..Default::default()
+    };
+    send(tx, marker(SyncKind::SnapshotBegin)).await?;
+    let mut after = String::new();
+    loop {
+        let page = hub
+            .store()
+            .blacklist_entries_after(&after, PAGE)
+            .map_err(Some)?;
+        let Some(last) = page.last() else { break };
+        after = last.subject.key();
+        for e in page.iter().filter(|e| e.state == ListingState::Listed) {
+            send(
+                tx,
+                SyncBlacklistResponse {
+                    kind: SyncKind::SnapshotEntry as i32,
+                    version: e.version,
+                    subject: Some(convert::subject_to_proto(&e.subject)),
+                    effects: Some(convert::effects_to_proto(e.effects)),
+                    listed_until: Some(convert::timestamp_to_proto(e.expires_at)),
+                },
+            )
+            .await?;
+        }
+    }
+    send(tx, marker(SyncKind::SnapshotEnd)).await
+}
