@@ -53,6 +53,7 @@ async fn run(hub: &Hub, tx: &Tx, from_version: u64) -> Result<(), Option<Error>>
         current
     };
     let shutdown = hub.shutdown_token().clone();
+    let mut caught_up = false;
     loop {
         let upto = *watermark.borrow_and_update();
         while cursor < upto {
@@ -67,6 +68,15 @@ async fn run(hub: &Hub, tx: &Tx, from_version: u64) -> Result<(), Option<Error>>
                 send(tx, convert::change_to_proto(c)).await?;
             }
             cursor = last;
+        }
+        if !caught_up {
+            caught_up = true;
+            let msg = SyncBlacklistResponse {
+                kind: SyncKind::CaughtUp as i32,
+                version: cursor,
+                ..Default::default()
+            };
+            send(tx, msg).await?;
         }
         tokio::select! {
             changed = watermark.changed() => if changed.is_err() { return Ok(()) },

@@ -42,6 +42,8 @@ enum Command {
     Bench(stophub::bench::BenchArgs),
     /// Measure the durable timers with many pending: fill, start-up time, memory, firing rate.
     BenchTimers(stophub::bench::timers::TimerBenchArgs),
+    /// Measure the blacklist at scale: checks per second, a full snapshot, memory (starts its own hub).
+    BenchBlacklist(stophub::bench::blacklist::BlacklistBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +106,9 @@ fn main() -> ExitCode {
             Command::Oversight(args) => cli::oversight(args).await,
             Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::BenchTimers(args) => stophub::bench::timers::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::BenchBlacklist(args) => stophub::bench::blacklist::run(args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
         }

@@ -95,6 +95,12 @@ fn kind(m: &SyncBlacklistResponse) -> SyncKind {
     SyncKind::try_from(m.kind).unwrap()
 }
 
+/// The next message says the stream has delivered everything up to `version`.
+async fn caught_up(stream: &mut tonic::Streaming<SyncBlacklistResponse>, version: u64) {
+    let m = next(stream).await;
+    assert_eq!((kind(&m), m.version), (SyncKind::CaughtUp, version));
+}
+
 /// Reads a snapshot (BEGIN .. END) into subject -> listed_until.
 async fn read_snapshot(
     stream: &mut tonic::Streaming<SyncBlacklistResponse>,
@@ -111,7 +117,11 @@ async fn read_snapshot(
                     ms_of(m.listed_until.as_ref()),
                 );
             }
-            SyncKind::SnapshotEnd => return out,
+            SyncKind::SnapshotEnd => {
+                // Nothing changed while it streamed, so the stream is current at once.
+                caught_up(stream, m.version).await;
+                return out;
+            }
             other => panic!("unexpected {other:?} inside a snapshot"),
         }
     }
@@ -467,6 +477,7 @@ async fn a_bank_resumes_from_its_version_or_gets_a_fresh_snapshot_when_too_far_b
         [next(&mut s).await.version, next(&mut s).await.version],
         [2, 3]
     );
+    caught_up(&mut s, 3).await;
     nothing_more(&mut s).await;
     drop(s);
     for n in 3..6 {
@@ -487,6 +498,7 @@ async fn a_bank_resumes_from_its_version_or_gets_a_fresh_snapshot_when_too_far_b
         [next(&mut s2).await.version, next(&mut s2).await.version],
         [5, 6]
     );
+    caught_up(&mut s2, 6).await;
     list(
         &hub,
         listing("r-live", person(&resident_id(49)), FIVE_YEARS),
@@ -575,7 +587,7 @@ async fn a_hundred_institutions_syncing_at_once_end_with_the_same_list() {
                     .unwrap();
                 let key = m.subject.as_ref().map(|s| s.document_number.clone());
                 match kind(&m) {
-                    SyncKind::SnapshotBegin | SyncKind::SnapshotEnd => {
+                    SyncKind::SnapshotBegin | SyncKind::SnapshotEnd | SyncKind::CaughtUp => {
                         version = version.max(m.version)
                     }
                     SyncKind::SnapshotEntry | SyncKind::Listed | SyncKind::Extended => {

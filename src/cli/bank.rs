@@ -1,8 +1,10 @@
-//! `stophub bank listen | ack`: an institution's side of the hub, and a simulated bank
-//! (`listen --auto-ack`, see [`super::sim`]) that answers from an in-memory ledger, for demos
-//! and tests.
+//! `stophub bank listen | ack | check | sync`: an institution's side of the hub, a simulated
+//! bank (`listen --auto-ack`, see [`super::sim`]) that answers from an in-memory ledger, for
+//! demos and tests, and blacklist screening at the hub or against a local mirror kept by
+//! `sync` (see [`super::mirror`]).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,13 +13,17 @@ use serde_json::json;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use super::mirror::{self, Mirror};
+use super::render::DocTypeName;
 use super::sim::{self, EarlierRule, OnwardRule, Simulator};
-use super::{Conn, EXIT_CODES, render, time};
+use super::sync::{self, SyncArgs};
+use super::{Conn, EXIT_CODES, UsageError, render, time};
 use crate::client;
 use crate::proto::stophub::bank::v1::acknowledge_request::Outcome;
 use crate::proto::stophub::bank::v1::bank_service_client::BankServiceClient;
 use crate::proto::stophub::bank::v1::{
-    AcknowledgeRequest, AcknowledgeResponse, DeliveryKind, SubscribeRequest, SubscribeResponse,
+    AcknowledgeRequest, AcknowledgeResponse, CheckSubjectRequest, DeliveryKind, SubscribeRequest,
+    SubscribeResponse,
 };
 use crate::proto::stophub::common::v1 as pb;
 
@@ -43,7 +49,74 @@ enum BankCommand {
     /// Answer one instruction with exactly one outcome.
     #[command(after_help = EXIT_CODES, after_long_help = ACK_LONG_HELP)]
     Ack(Box<AckArgs>),
+    /// Screen subjects against the account blacklist (at account opening, before non-counter
+    /// business), at the hub or in a local mirror (--mirror).
+    #[command(after_help = EXIT_CODES, after_long_help = CHECK_LONG_HELP)]
+    Check(CheckArgs),
+    /// Keep a local mirror of the account blacklist in a file, for `check --mirror`.
+    #[command(after_help = EXIT_CODES, after_long_help = sync::SYNC_LONG_HELP)]
+    Sync(SyncArgs),
 }
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The identity document: resident-id (居民身份证), passport, or uscc (统一社会信用代码,
+    /// which names a unit); the same for every --doc-number.
+    #[arg(long, value_enum, value_name = "TYPE", ignore_case = true)]
+    doc_type: DocTypeName,
+    /// A document number as printed; repeat or separate with commas for several (the hub
+    /// takes 1-100 per call).
+    #[arg(
+        long,
+        value_name = "NUMBER",
+        value_delimiter = ',',
+        required = true,
+        num_args = 1..
+    )]
+    doc_number: Vec<String>,
+    /// Answer from this mirror file (kept by `stophub bank sync`) instead of the hub: no
+    /// connection is made.
+    #[arg(long, value_name = "FILE")]
+    mirror: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    fn subjects(&self) -> Vec<pb::SubjectRef> {
+        self.doc_number
+            .iter()
+            .map(|n| pb::SubjectRef {
+                document_type: self.doc_type.to_proto() as i32,
+                document_number: n.clone(),
+            })
+            .collect()
+    }
+}
+
+const CHECK_LONG_HELP: &str = concat!(
+    "One line per subject, in the order given:
+  resident-id 11010519491231002X  listed until 2031-11-28T08:40:00Z  effects: non-counter suspended, payment accounts suspended, no new accounts
+  passport E12345678  not listed
+The answer never names the case or the agency. With --mirror the answer comes from the file
+alone, followed by `(from mirror version V, synced at T)`; an entry whose term has ended counts
+as not listed even before the mirror learns of the lapse, and a malformed number (length,
+alphabet, check character) is refused as the hub refuses it, but as a usage error (exit 2).
+
+The exit code is 0 whether or not a subject is listed (a listed subject is an answer, not an
+error): scripts read the output, best with --json, one object per subject:
+  {\"event\": \"check\", \"source\": \"hub\", \"listed\": true,
+   \"subject\": {\"document_type\": \"resident-id\", \"document_number\": \"11010519491231002X\"},
+   \"effects\": {\"bank_non_counter_suspended\": true, \"payment_accounts_suspended\": true,
+               \"no_new_accounts\": true},
+   \"listed_until\": \"2031-11-28T08:40:00Z\"}
+(`effects` and `listed_until` are null when not listed; with --mirror, `source` is \"mirror\" and
+`mirror_version` and `synced_at` are added), e.g.
+  stophub bank check --json --doc-type resident-id --doc-number 11010519491231002X | jq -e '.listed | not'
+
+Checks at the hub are rate-limited per institution (RESOURCE_EXHAUSTED, exit 3) and recorded.
+
+",
+    super::exit_codes!()
+);
 
 const LISTEN_LONG_HELP: &str = concat!(
     "Every delivery is printed: `instr` for an instruction to act on, `overdue` for a reminder
@@ -345,8 +418,27 @@ impl MismatchArg {
 
 pub async fn run(args: BankArgs) -> anyhow::Result<()> {
     let out = args.conn.out();
+    let command = match args.command {
+        // The mirror answers alone: no connection.
+        BankCommand::Check(check) if check.mirror.is_some() => return check_mirror(&check, out),
+        command => command,
+    };
     let mut client = client::bank(args.conn.channel(ROLE, DEFAULT_ORG).await?);
-    match args.command {
+    match command {
+        BankCommand::Check(check) => {
+            let request = CheckSubjectRequest {
+                subjects: check.subjects(),
+            };
+            let response = client.check_subject(request).await?.into_inner();
+            for r in &response.results {
+                out.emit(
+                    || render::check_line(r),
+                    || with_source(render::check_json(r), json!({ "source": "hub" })),
+                )?;
+            }
+            Ok(())
+        }
+        BankCommand::Sync(sync) => sync::run(&mut client, &sync, out).await,
         BankCommand::Listen(listen) => Listener::new(&listen, out).run(&mut client, &listen).await,
         BankCommand::Ack(ack) => {
             let request = AcknowledgeRequest {
@@ -357,6 +449,52 @@ pub async fn run(args: BankArgs) -> anyhow::Result<()> {
             print_ack(out, &response)
         }
     }
+}
+
+/// `bank check --mirror FILE`: the same answers as the hub's, from the file alone.
+fn check_mirror(args: &CheckArgs, out: render::Out) -> anyhow::Result<()> {
+    let path = args.mirror.as_deref().context("--mirror is required")?;
+    let mirror = Mirror::load(path)?.with_context(|| {
+        format!(
+            "no mirror at {0}; make one with `stophub bank sync --out {0} --exit-after-snapshot`",
+            path.display()
+        )
+    })?;
+    // Refuse what the hub would refuse, rather than answer `not listed` for a typo.
+    for number in &args.doc_number {
+        mirror::validate(args.doc_type, number)
+            .map_err(|why| UsageError(format!("--doc-number {number:?}: {why}")))?;
+    }
+    let (version, synced_at) = (mirror.version, time::format_opt(mirror.synced_at.as_ref()));
+    let now = time::now();
+    for subject in args.subjects() {
+        let r = mirror.check(&subject, &now);
+        out.emit(
+            || render::check_line(&r),
+            || {
+                let source = json!({ "source": "mirror", "mirror_version": version, "synced_at": synced_at });
+                with_source(render::check_json(&r), source)
+            },
+        )?;
+    }
+    if !out.json {
+        out.emit(
+            || format!("(from mirror version {version}, synced at {synced_at})"),
+            || json!({}),
+        )?;
+    }
+    Ok(())
+}
+
+/// A check answer as a `check` event, with where it came from.
+fn with_source(answer: serde_json::Value, source: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({ "event": "check" });
+    for part in [source, answer] {
+        if let (Some(v), serde_json::Value::Object(part)) = (v.as_object_mut(), part) {
+            v.extend(part);
+        }
+    }
+    v
 }
 
 /// The outcome `bank ack` sends; clap has already enforced exactly one outcome and the
@@ -616,7 +754,7 @@ impl Listener {
 
 /// Failures worth a reconnection: the connection or the hub went away. A refusal (bad
 /// certificate, bad answer) is not retried.
-fn transient(e: &anyhow::Error) -> bool {
+pub(super) fn transient(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Status>().is_some_and(|s| {
         matches!(
             s.code(),
@@ -633,6 +771,7 @@ fn transient(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::stophub::bank::v1::CheckResult;
     use clap::Parser;
 
     fn at() -> prost_types::Timestamp {
@@ -898,6 +1037,92 @@ mod tests {
             Some(("a:b", rfc("2026-11-28T14:30:00Z")))
         );
         assert_eq!(split_time_suffix("no time here"), None);
+    }
+
+    #[derive(Debug, Parser)]
+    struct C {
+        #[command(flatten)]
+        check: CheckArgs,
+    }
+
+    #[test]
+    fn check_takes_several_numbers_of_one_type() {
+        let c = C::try_parse_from([
+            "check",
+            "--doc-type",
+            "uscc",
+            "--doc-number",
+            "91350100M000100Y43,91350100M000100Y44",
+            "--doc-number",
+            "X1",
+            "--mirror",
+            "m.json",
+        ])
+        .unwrap()
+        .check;
+        let subjects = c.subjects();
+        assert_eq!(subjects.len(), 3);
+        assert!(
+            subjects
+                .iter()
+                .all(|s| s.document_type == pb::DocumentType::UnifiedSocialCreditCode as i32)
+        );
+        assert_eq!(subjects[2].document_number, "X1");
+        assert_eq!(c.mirror, Some(PathBuf::from("m.json")));
+        assert!(C::try_parse_from(["check", "--doc-type", "uscc"]).is_err());
+        assert!(C::try_parse_from(["check", "--doc-number", "1"]).is_err());
+        assert!(C::try_parse_from(["check", "--doc-type", "id", "--doc-number", "1"]).is_err());
+    }
+
+    #[test]
+    fn check_answers_from_the_mirror_say_so() {
+        let listed = CheckResult {
+            subject: Some(pb::SubjectRef {
+                document_type: pb::DocumentType::ResidentId as i32,
+                document_number: "11010519491231002X".into(),
+            }),
+            listed: true,
+            effects: Some(pb::Effects {
+                bank_non_counter_suspended: true,
+                payment_accounts_suspended: true,
+                no_new_accounts: true,
+            }),
+            listed_until: Some(rfc("2031-11-28T08:40:00Z")),
+        };
+        assert_eq!(
+            render::check_line(&listed),
+            "resident-id 11010519491231002X  listed until 2031-11-28T08:40:00Z  effects: non-counter suspended, payment accounts suspended, no new accounts"
+        );
+        let v = with_source(
+            render::check_json(&listed),
+            json!({ "source": "mirror", "mirror_version": 7 }),
+        );
+        assert_eq!(
+            (
+                &v["event"],
+                &v["listed"],
+                &v["source"],
+                &v["mirror_version"]
+            ),
+            (&json!("check"), &json!(true), &json!("mirror"), &json!(7))
+        );
+        assert_eq!(v["effects"]["no_new_accounts"], true);
+        assert_eq!(v["listed_until"], "2031-11-28T08:40:00Z");
+        let not_listed = CheckResult {
+            listed: false,
+            effects: None,
+            listed_until: None,
+            ..listed
+        };
+        assert_eq!(
+            render::check_line(&not_listed),
+            "resident-id 11010519491231002X  not listed"
+        );
+        let v = render::check_json(&not_listed);
+        assert_eq!(
+            (&v["listed"], &v["effects"], &v["listed_until"]),
+            (&json!(false), &json!(null), &json!(null))
+        );
     }
 
     #[test]

@@ -3,22 +3,27 @@
 //! This module owns the command-line surface of the three client roles (flags, their
 //! environment fallbacks, help texts), turning flags into gRPC requests, the human and
 //! `--json` output ([`render`]), RFC 3339 handling ([`time`]), the simulated bank of
-//! `bank listen --auto-ack`, and the mapping of outcomes to exit codes. The connection itself
-//! is [`crate::client`].
+//! `bank listen --auto-ack`, an institution's local mirror of the account blacklist
+//! ([`mirror`], kept by `bank sync` ([`sync`]) and read by `bank check --mirror`), and the
+//! mapping of outcomes to exit codes. The connection itself is [`crate::client`].
 //!
 //! Exit codes, for every client command:
 //! - 0: success.
 //! - 1: local failure: a file cannot be read, the hub cannot be reached, output cannot be
 //!   written.
-//! - 2: usage error: a flag is missing or malformed (reported by clap).
+//! - 2: usage error: a flag is missing or malformed (reported by clap, or by the command
+//!   when only it can tell, e.g. a document number's check character for `bank check
+//!   --mirror`).
 //! - 3: the hub refused the request: any non-OK gRPC status, printed to stderr as
 //!   `stophub: refused: <CODE>: <message>` (e.g. `INVALID_ARGUMENT`, `PERMISSION_DENIED`).
 
 mod bank;
+mod mirror;
 mod oversight;
 mod police;
 mod render;
 mod sim;
+mod sync;
 mod time;
 
 use std::path::PathBuf;
@@ -30,6 +35,9 @@ use tonic::{Code, Status};
 
 use crate::certs;
 use crate::client::{self, ClientTls};
+use crate::clock::{Clock, SystemClock};
+use crate::proto::stophub::common::v1 as pb;
+use render::DocTypeName;
 
 pub use bank::BankArgs;
 pub use oversight::OversightArgs;
@@ -127,6 +135,33 @@ impl Conn {
     }
 }
 
+/// Who a blacklist command is about: the identity document that names the subject.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SubjectArgs {
+    /// The identity document: resident-id (居民身份证), passport, or uscc (统一社会信用代码,
+    /// which names a unit).
+    #[arg(long, value_enum, value_name = "TYPE", ignore_case = true)]
+    doc_type: DocTypeName,
+    /// The document number as printed; the hub normalises it (upper case, ASCII digits).
+    #[arg(long, value_name = "NUMBER")]
+    doc_number: String,
+}
+
+impl SubjectArgs {
+    fn to_proto(&self) -> pb::SubjectRef {
+        pb::SubjectRef {
+            document_type: self.doc_type.to_proto() as i32,
+            document_number: self.doc_number.clone(),
+        }
+    }
+}
+
+/// `cli-<unix millis>-<pid>`: unique enough for a person at a terminal. Scripts that may
+/// retry should pass their own `--request-id`.
+fn default_request_id() -> String {
+    format!("cli-{}-{}", SystemClock.now().millis(), std::process::id())
+}
+
 /// An error and its sources on one line, skipping sources whose text the line already
 /// holds (the client and transport errors print their source themselves).
 fn one_line(error: &dyn std::error::Error) -> String {
@@ -157,12 +192,23 @@ pub async fn oversight(args: OversightArgs) -> anyhow::Result<ExitCode> {
     finish(oversight::run(args).await)
 }
 
+/// A malformed flag value that only a command, not clap, can see (e.g. a document number's
+/// check character for `bank check --mirror`): exit 2 like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(String);
+
 /// Maps a command's result to its exit code: a hub refusal (a gRPC status anywhere in the
-/// error chain) is reported here as exit 3; any other error goes back to `main` (exit 1).
+/// error chain) is reported here as exit 3, a [`UsageError`] as exit 2; any other error goes
+/// back to `main` (exit 1).
 fn finish(result: anyhow::Result<()>) -> anyhow::Result<ExitCode> {
     let Err(error) = result else {
         return Ok(ExitCode::SUCCESS);
     };
+    if let Some(usage) = error.downcast_ref::<UsageError>() {
+        eprintln!("stophub: {usage}");
+        return Ok(ExitCode::from(2));
+    }
     match error.downcast_ref::<Status>() {
         Some(status) => {
             eprintln!("stophub: refused: {}", status_line(status));
@@ -213,6 +259,8 @@ mod tests {
             ExitCode::from(3)
         );
         assert!(finish(Err(anyhow::anyhow!("cannot read certs/ca.pem"))).is_err());
+        let usage = anyhow::Error::from(UsageError("--doc-number: bad".into()));
+        assert_eq!(finish(Err(usage)).unwrap(), ExitCode::from(2));
         assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
     }
 
@@ -312,5 +360,44 @@ mod tests {
                 .is_ok()
         );
         assert!(TestCli::try_parse_from(["t", "oversight", "graph", "SZ-1"]).is_err());
+        // The blacklist commands.
+        let subject = [
+            "--doc-type",
+            "resident-id",
+            "--doc-number",
+            "11010519491231002X",
+        ];
+        let parses = |head: &[&str], tail: &[&str]| {
+            let argv = ["t"]
+                .iter()
+                .chain(head)
+                .chain(subject.iter())
+                .chain(tail)
+                .copied()
+                .collect::<Vec<_>>();
+            TestCli::try_parse_from(argv).is_ok()
+        };
+        assert!(parses(
+            &["police", "list-subject"],
+            &["--basis", "B", "--case", "C"]
+        ));
+        assert!(parses(&["police", "delist"], &["--reason", "error"]));
+        assert!(parses(&["bank", "check"], &["--mirror", "m.json"]));
+        assert!(parses(&["oversight", "listing"], &[]));
+        assert!(parses(
+            &["oversight", "appeal", "record"],
+            &["--grounds", "g"]
+        ));
+        assert!(
+            TestCli::try_parse_from([
+                "t",
+                "bank",
+                "sync",
+                "--out",
+                "m.json",
+                "--exit-after-snapshot"
+            ])
+            .is_ok()
+        );
     }
 }

@@ -1,15 +1,17 @@
-//! `stophub oversight list | get | expiring | graph`: the central bank's read-only view of
-//! every instruction and case.
+//! `stophub oversight list | get | expiring | graph | listing | appeal`: the central bank's
+//! view of every instruction and case (read-only), of the account blacklist, and its
+//! decisions on appeals against listings.
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 
 use super::render::{self, ActionName, StateName};
-use super::{Conn, EXIT_CODES, time};
+use super::{Conn, EXIT_CODES, SubjectArgs, default_request_id, time};
 use crate::client;
 use crate::proto::stophub::oversight::v1::{
-    GetCaseGraphRequest, GetInstructionRequest, ListExpiringRequest, ListInstructionsRequest,
+    DecideAppealRequest, GetCaseGraphRequest, GetInstructionRequest, GetListingRequest,
+    ListExpiringRequest, ListInstructionsRequest, RecordAppealRequest,
 };
 
 const ROLE: &str = "oversight";
@@ -47,7 +49,63 @@ enum OversightCommand {
         /// The agency's case reference.
         case_reference: String,
     },
+    /// Show a subject's blacklist entry, in any state, unmasked.
+    #[command(after_help = EXIT_CODES)]
+    Listing(SubjectArgs),
+    /// Record or decide a listed subject's appeal (申诉).
+    #[command(after_help = EXIT_CODES, subcommand)]
+    Appeal(AppealCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum AppealCommand {
+    /// Record a listed subject's appeal; idempotent on --request-id.
+    #[command(after_help = EXIT_CODES)]
+    Record(RecordAppealArgs),
+    /// Decide an appeal, once: upheld removes the listing (every institution learns of it at
+    /// once); dismissed leaves it.
+    #[command(after_help = EXIT_CODES, after_long_help = DECIDE_LONG_HELP)]
+    Decide(DecideAppealArgs),
+}
+
+#[derive(Debug, Args)]
+struct RecordAppealArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
+    /// The appellant's grounds (1-1024 characters).
+    #[arg(long, value_name = "TEXT")]
+    grounds: String,
+    /// Idempotency key. Pass the same value to retry safely [default: generated from the time
+    /// and process id].
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("decision").required(true).args(["upheld", "dismissed"])))]
+struct DecideAppealArgs {
+    /// The appeal id, as `appeal record` printed it.
+    appeal_id: String,
+    /// The appeal succeeds: the listing is removed.
+    #[arg(long)]
+    upheld: bool,
+    /// The appeal fails: the listing stays.
+    #[arg(long)]
+    dismissed: bool,
+    /// Why (1-256 characters).
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+}
+
+const DECIDE_LONG_HELP: &str = concat!(
+    "Exactly one of --upheld and --dismissed. Prints the appeal and the entry after the decision.
+
+Example:
+  stophub oversight appeal decide A000000000001 --upheld --reason 'identity was stolen'
+
+",
+    super::exit_codes!()
+);
 
 #[derive(Debug, Args)]
 struct ExpiringArgs {
@@ -184,6 +242,71 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
                 || json!({ "event": "graph", "graph": render::graph_json(&graph) }),
             )
         }
+        OversightCommand::Listing(subject) => {
+            let request = GetListingRequest {
+                subject: Some(subject.to_proto()),
+            };
+            let response = client.get_listing(request).await?.into_inner();
+            let entry = response
+                .entry
+                .context("the hub answered without an entry")?;
+            out.emit(
+                || render::entry_detail(&entry),
+                || json!({ "event": "listing", "entry": render::entry_json(&entry) }),
+            )
+        }
+        OversightCommand::Appeal(AppealCommand::Record(record)) => {
+            let request = RecordAppealRequest {
+                request_id: record.request_id.unwrap_or_else(default_request_id),
+                subject: Some(record.subject.to_proto()),
+                grounds: record.grounds,
+            };
+            let response = client.record_appeal(request).await?.into_inner();
+            let appeal = response
+                .appeal
+                .context("the hub answered without an appeal")?;
+            out.emit(
+                || render::appeal_detail(&appeal),
+                || json!({ "event": "appeal", "appeal": render::appeal_json(&appeal) }),
+            )
+        }
+        OversightCommand::Appeal(AppealCommand::Decide(decide)) => {
+            let response = client
+                .decide_appeal(decide_request(decide))
+                .await?
+                .into_inner();
+            let appeal = response
+                .appeal
+                .context("the hub answered without an appeal")?;
+            let entry = response.entry;
+            out.emit(
+                || match &entry {
+                    Some(e) => format!(
+                        "{}\nthe listing now:\n{}",
+                        render::appeal_detail(&appeal),
+                        render::entry_detail(e)
+                    ),
+                    None => render::appeal_detail(&appeal),
+                },
+                || {
+                    json!({
+                        "event": "appeal",
+                        "appeal": render::appeal_json(&appeal),
+                        "entry": entry.as_ref().map_or(serde_json::Value::Null, render::entry_json),
+                    })
+                },
+            )
+        }
+    }
+}
+
+/// The decision `appeal decide` sends; clap has already enforced exactly one of --upheld and
+/// --dismissed.
+fn decide_request(args: DecideAppealArgs) -> DecideAppealRequest {
+    DecideAppealRequest {
+        appeal_id: args.appeal_id,
+        upheld: args.upheld,
+        reason: args.reason,
     }
 }
 
@@ -197,4 +320,97 @@ fn expires_in(
         || "-".to_owned(),
         |t| format!("in {}", render::duration(ms(t) - ms(now))),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: OversightCommand,
+    }
+
+    fn decide(args: &[&str]) -> Result<DecideAppealRequest, clap::Error> {
+        let argv = ["oversight", "appeal", "decide"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Cli::try_parse_from(argv)?.command {
+            OversightCommand::Appeal(AppealCommand::Decide(d)) => Ok(decide_request(d)),
+            other => panic!("decide expected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_appeal_is_decided_one_way() {
+        let upheld = decide(&["A1", "--upheld", "--reason", "stolen identity"]).unwrap();
+        assert_eq!(
+            upheld,
+            DecideAppealRequest {
+                appeal_id: "A1".into(),
+                upheld: true,
+                reason: "stolen identity".into(),
+            }
+        );
+        assert!(
+            !decide(&["A1", "--dismissed", "--reason", "no grounds"])
+                .unwrap()
+                .upheld
+        );
+        for bad in [
+            &["A1", "--reason", "r"][..],
+            &["A1", "--upheld", "--dismissed", "--reason", "r"],
+            &["A1", "--upheld"],
+            &["--upheld", "--reason", "r"],
+        ] {
+            assert!(decide(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn listing_and_record_take_a_subject() {
+        let cli = Cli::try_parse_from([
+            "oversight",
+            "listing",
+            "--doc-type",
+            "passport",
+            "--doc-number",
+            "E12345678",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, OversightCommand::Listing(s) if s.to_proto().document_type == crate::proto::stophub::common::v1::DocumentType::Passport as i32)
+        );
+        let cli = Cli::try_parse_from([
+            "oversight",
+            "appeal",
+            "record",
+            "--doc-type",
+            "resident-id",
+            "--doc-number",
+            "11010519491231002X",
+            "--grounds",
+            "my card was stolen",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, OversightCommand::Appeal(AppealCommand::Record(r)) if r.grounds == "my card was stolen" && r.request_id.is_none())
+        );
+        assert!(
+            Cli::try_parse_from([
+                "oversight",
+                "appeal",
+                "record",
+                "--doc-type",
+                "resident-id",
+                "--doc-number",
+                "1"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["oversight", "listing", "--doc-number", "1"]).is_err());
+    }
 }

@@ -1,5 +1,5 @@
-//! `stophub police submit | freeze | get | watch | renew | release | graph`: the police case
-//! system's side of the hub.
+//! `stophub police submit | freeze | get | watch | renew | release | graph | list-subject |
+//! delist`: the police case system's side of the hub.
 
 use std::path::{Path, PathBuf};
 
@@ -10,14 +10,14 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use super::render::ActionName;
-use super::{Conn, EXIT_CODES, exit_codes, render, time};
+use super::{Conn, EXIT_CODES, SubjectArgs, default_request_id, exit_codes, render, time};
 use crate::client;
-use crate::clock::{Clock, SystemClock};
 use crate::proto::stophub::common::v1 as pb;
 use crate::proto::stophub::police::v1::police_service_client::PoliceServiceClient;
 use crate::proto::stophub::police::v1::{
-    FollowFunds, GetCaseGraphRequest, GetNoticeRequest, Notice, ReleaseRequest, RenewFreezeRequest,
-    SubmitNoticeRequest, WatchEventKind, WatchNoticeRequest,
+    DelistSubjectRequest, FollowFunds, GetCaseGraphRequest, GetNoticeRequest, ListSubjectRequest,
+    Notice, ReleaseRequest, RenewFreezeRequest, SubmitNoticeRequest, WatchEventKind,
+    WatchNoticeRequest,
 };
 
 const ROLE: &str = "police";
@@ -71,7 +71,64 @@ enum PoliceCommand {
         /// The police case reference.
         case_reference: String,
     },
+    /// Put a subject on the account blacklist (惩戒名单), or extend their listing; city-level
+    /// agencies and above only.
+    #[command(after_help = EXIT_CODES, after_long_help = LIST_SUBJECT_LONG_HELP)]
+    ListSubject(ListSubjectArgs),
+    /// Remove a listing this agency made, with a reason.
+    #[command(after_help = EXIT_CODES)]
+    Delist(DelistArgs),
 }
+
+#[derive(Debug, Args)]
+struct ListSubjectArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
+    /// The subject's name (optional, 1-64 characters).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// A legal-basis code from the hub's table; it sets the term and the effects.
+    #[arg(long, value_name = "CODE")]
+    basis: String,
+    /// The police case reference.
+    #[arg(long = "case", value_name = "REF")]
+    case: String,
+    /// Idempotency key, unique per agency. Pass the same value to retry safely [default:
+    /// generated from the time and process id].
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DelistArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
+    /// Why (1-256 characters), e.g. "listed in error".
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+}
+
+const LIST_SUBJECT_LONG_HELP: &str = concat!(
+    "Lists a subject who rents, lends, sells or buys accounts, or opened them by impersonation.
+The legal basis (--basis) sets the term and the effects (non-counter business suspended,
+payment accounts suspended, no new accounts); the hub's built-in table has
+PBOC-2019-ACCOUNT-TRADING (five years), JPM-2024-CONVICTED (three) and JPM-2024-IDENTIFIED
+(two), and an unknown code is refused with the list of known ones. Listing a subject already
+listed extends the term under the basis, never beyond the basis's cap of consecutive years;
+the answer says whether it did (a listing that would not end later is refused,
+FAILED_PRECONDITION). Every institution learns of the listing at once (`stophub bank sync`,
+`stophub bank check`). Only agencies registered at city level or above may list: others are
+refused with PERMISSION_DENIED (exit 3).
+
+Example:
+  stophub police list-subject --doc-type resident-id --doc-number 11010519491231002X \\
+    --name 'Zhang San' --basis PBOC-2019-ACCOUNT-TRADING --case SZ-2026-001 --request-id SZ-2026-001-L1
+
+Remove the listing with `stophub police delist`.
+
+",
+    exit_codes!()
+);
 
 /// `submit`: the notice, and what to do with its accounts.
 #[derive(Debug, Args)]
@@ -231,7 +288,7 @@ const SUBMIT_LONG_HELP: &str = concat!(
   stophub police submit --case SZ-2026-001 \\
     --victim-institution CCB --victim-account 6217000000000001 --victim-name 'Zhang San' \\
     --amount-fen 500000 --transaction-ref TX20261128001 \\
-    --suspect 'ICBC:6222020200001234:Li Si:500000' --suspect 'ALIPAY:2088000000005678:Wang Wu:100000:payment' \
+    --suspect 'ICBC:6222020200001234:Li Si:500000' --suspect 'ALIPAY:2088000000005678:Wang Wu:100000:payment' \\
     --follow-funds --watch --until-answered
 
 --follow-funds[=DEPTH] asks the hub to follow the money: onward transfers reported with an
@@ -428,6 +485,58 @@ pub async fn run(args: PoliceArgs) -> anyhow::Result<()> {
                 || json!({ "event": "graph", "graph": render::graph_json(&graph) }),
             )
         }
+        PoliceCommand::ListSubject(list) => {
+            let request = list_subject_request(list);
+            let response = connect(&args.conn)
+                .await?
+                .list_subject(request)
+                .await?
+                .into_inner();
+            let entry = response
+                .entry
+                .context("the hub answered without an entry")?;
+            let (extended, replayed) = (response.extended, response.replayed);
+            out.emit(
+                || {
+                    let how = if extended {
+                        "yes: the subject was already listed; the term was extended"
+                    } else {
+                        "no: a new listing"
+                    };
+                    let note = if replayed { "\n(replayed: this request was submitted before; nothing new was done)" } else { "" };
+                    format!("{}\n{:<18} {how}{note}", render::entry_detail(&entry), "extended")
+                },
+                || json!({ "event": "listing", "extended": extended, "replayed": replayed, "entry": render::entry_json(&entry) }),
+            )
+        }
+        PoliceCommand::Delist(delist) => {
+            let request = DelistSubjectRequest {
+                subject: Some(delist.subject.to_proto()),
+                reason: delist.reason,
+            };
+            let response = connect(&args.conn)
+                .await?
+                .delist_subject(request)
+                .await?
+                .into_inner();
+            let entry = response
+                .entry
+                .context("the hub answered without an entry")?;
+            out.emit(
+                || render::entry_detail(&entry),
+                || json!({ "event": "listing", "entry": render::entry_json(&entry) }),
+            )
+        }
+    }
+}
+
+fn list_subject_request(args: ListSubjectArgs) -> ListSubjectRequest {
+    ListSubjectRequest {
+        request_id: args.request_id.unwrap_or_else(default_request_id),
+        subject: Some(args.subject.to_proto()),
+        subject_name: args.name.unwrap_or_default(),
+        legal_basis: args.basis,
+        case_reference: args.case,
     }
 }
 
@@ -563,12 +672,6 @@ fn notice_from_flags(args: &NoticeArgs) -> anyhow::Result<NoticeFile> {
     })
 }
 
-/// `cli-<unix millis>-<pid>`: unique enough for a person at a terminal. Scripts that may
-/// retry should pass their own `--request-id`.
-fn default_request_id() -> String {
-    format!("cli-{}-{}", SystemClock.now().millis(), std::process::id())
-}
-
 /// Prints the notice a submit, renewal or release answered with; returns its id.
 fn print_notice(
     out: render::Out,
@@ -653,6 +756,7 @@ async fn watch(
 
 #[cfg(test)]
 mod tests {
+    use super::super::render::DocTypeName;
     use super::*;
 
     fn spec(
@@ -870,6 +974,80 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["police", "graph", "SZ-1"]).is_ok());
+    }
+
+    #[test]
+    fn list_subject_and_delist_parse() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "police",
+            "list-subject",
+            "--doc-type",
+            "Resident-ID",
+            "--doc-number",
+            "11010519491231002x",
+            "--basis",
+            "B1",
+            "--case",
+            "SZ-1",
+            "--request-id",
+            "r1",
+        ])
+        .unwrap();
+        let PoliceCommand::ListSubject(list) = cli.command else {
+            panic!("list-subject expected")
+        };
+        assert_eq!(
+            list_subject_request(list),
+            ListSubjectRequest {
+                request_id: "r1".into(),
+                subject: Some(pb::SubjectRef {
+                    document_type: pb::DocumentType::ResidentId as i32,
+                    // The hub, not the CLI, normalises the number.
+                    document_number: "11010519491231002x".into(),
+                }),
+                subject_name: String::new(),
+                legal_basis: "B1".into(),
+                case_reference: "SZ-1".into(),
+            }
+        );
+        let subject = ["--doc-type", "uscc", "--doc-number", "91350100M000100Y43"];
+        let with = |extra: &[&str]| {
+            let argv = ["police", "list-subject"]
+                .into_iter()
+                .chain(subject)
+                .chain(extra.iter().copied());
+            Cli::try_parse_from(argv)
+        };
+        assert!(with(&["--basis", "B1", "--case", "C", "--name", "Acme Ltd"]).is_ok());
+        assert!(with(&["--basis", "B1"]).is_err());
+        assert!(with(&["--case", "C"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "police",
+                "list-subject",
+                "--doc-type",
+                "driving-licence",
+                "--doc-number",
+                "1",
+                "--basis",
+                "B",
+                "--case",
+                "C"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from(
+            ["police", "delist"]
+                .into_iter()
+                .chain(subject)
+                .chain(["--reason", "listed in error"]),
+        )
+        .unwrap();
+        assert!(
+            matches!(cli.command, PoliceCommand::Delist(d) if d.reason == "listed in error" && d.subject.doc_type == DocTypeName::Uscc)
+        );
+        assert!(Cli::try_parse_from(["police", "delist"].into_iter().chain(subject)).is_err());
     }
 
     #[test]

@@ -10,7 +10,9 @@ use clap::ValueEnum;
 use serde_json::{Value, json};
 
 use super::time;
+use crate::proto::stophub::bank::v1::CheckResult;
 use crate::proto::stophub::common::v1 as pb;
+use crate::proto::stophub::oversight::v1::{Appeal, AppealState};
 use crate::proto::stophub::police::v1::Notice;
 use pb::acknowledgement::Outcome;
 
@@ -63,6 +65,69 @@ impl ActionName {
             ActionName::Stop => pb::Action::StopPayment,
             ActionName::Freeze => pb::Action::Freeze,
         }
+    }
+}
+
+/// An identity document type, by the short name `--doc-type` takes and output uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum DocTypeName {
+    /// 18-character resident identity card number (居民身份证), with its check character.
+    ResidentId,
+    /// Passport number: 5-20 of A-Z and 0-9.
+    Passport,
+    /// 18-character unified social credit code of a unit (统一社会信用代码).
+    Uscc,
+}
+
+impl DocTypeName {
+    pub fn to_proto(self) -> pb::DocumentType {
+        match self {
+            DocTypeName::ResidentId => pb::DocumentType::ResidentId,
+            DocTypeName::Passport => pb::DocumentType::Passport,
+            DocTypeName::Uscc => pb::DocumentType::UnifiedSocialCreditCode,
+        }
+    }
+
+    /// The name of a proto value, `None` for unspecified or unknown values.
+    pub fn from_proto(v: i32) -> Option<Self> {
+        match pb::DocumentType::try_from(v) {
+            Ok(pb::DocumentType::ResidentId) => Some(DocTypeName::ResidentId),
+            Ok(pb::DocumentType::Passport) => Some(DocTypeName::Passport),
+            Ok(pb::DocumentType::UnifiedSocialCreditCode) => Some(DocTypeName::Uscc),
+            Ok(pb::DocumentType::Unspecified) | Err(_) => None,
+        }
+    }
+
+    /// Parses a short name, ignoring case: `resident-id`, `passport` or `uscc`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        <Self as ValueEnum>::from_str(s.trim(), true).map_err(|_| {
+            format!("{s:?}: not a document type; expected resident-id, passport or uscc")
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DocTypeName::ResidentId => "resident-id",
+            DocTypeName::Passport => "passport",
+            DocTypeName::Uscc => "uscc",
+        }
+    }
+}
+
+/// The short name of a document type as the proto carries it (`unspecified` for unknown
+/// values).
+pub fn doc_type_name(v: i32) -> &'static str {
+    DocTypeName::from_proto(v).map_or("unspecified", DocTypeName::name)
+}
+
+/// The short name of a blacklist entry's state.
+pub fn listing_state_name(v: i32) -> &'static str {
+    match pb::ListingState::try_from(v) {
+        Ok(pb::ListingState::Listed) => "listed",
+        Ok(pb::ListingState::Delisted) => "delisted",
+        Ok(pb::ListingState::Lapsed) => "lapsed",
+        Ok(pb::ListingState::AppealUpheld) => "appeal-upheld",
+        Ok(pb::ListingState::Unspecified) | Err(_) => "unspecified",
     }
 }
 
@@ -727,6 +792,209 @@ pub fn notice_lines(n: &Notice) -> String {
     lines.join("\n")
 }
 
+/// A subject as JSON: `{"document_type": "resident-id", "document_number": "..."}`.
+pub fn subject_json(s: Option<&pb::SubjectRef>) -> Value {
+    s.map_or(Value::Null, |s| {
+        json!({
+            "document_type": doc_type_name(s.document_type),
+            "document_number": s.document_number,
+        })
+    })
+}
+
+/// A subject for people: `resident-id 11010519491231002X`.
+pub fn subject_text(s: Option<&pb::SubjectRef>) -> String {
+    s.map_or_else(
+        || "? ?".to_owned(),
+        |s| format!("{} {}", doc_type_name(s.document_type), s.document_number),
+    )
+}
+
+/// A listing's effects as JSON, field names as in the proto.
+pub fn effects_json(e: Option<&pb::Effects>) -> Value {
+    e.map_or(Value::Null, |e| {
+        json!({
+            "bank_non_counter_suspended": e.bank_non_counter_suspended,
+            "payment_accounts_suspended": e.payment_accounts_suspended,
+            "no_new_accounts": e.no_new_accounts,
+        })
+    })
+}
+
+/// What a listing bars, for people: `non-counter suspended, payment accounts suspended, no
+/// new accounts`, or `none`.
+pub fn effects_text(e: Option<&pb::Effects>) -> String {
+    let e = e.copied().unwrap_or_default();
+    let barred: Vec<&str> = [
+        (e.bank_non_counter_suspended, "non-counter suspended"),
+        (e.payment_accounts_suspended, "payment accounts suspended"),
+        (e.no_new_accounts, "no new accounts"),
+    ]
+    .into_iter()
+    .filter_map(|(on, text)| on.then_some(text))
+    .collect();
+    if barred.is_empty() {
+        "none".to_owned()
+    } else {
+        barred.join(", ")
+    }
+}
+
+/// A blacklist entry as JSON, unmasked (police and oversight see it whole).
+pub fn entry_json(e: &pb::BlacklistEntry) -> Value {
+    json!({
+        "subject": subject_json(e.subject.as_ref()),
+        "subject_name": id_or_null(&e.subject_name),
+        "state": listing_state_name(e.state),
+        "legal_basis": e.legal_basis,
+        "basis_table_version": e.basis_table_version,
+        "effects": effects_json(e.effects.as_ref()),
+        "listed_by": e.listed_by,
+        "case_reference": e.case_reference,
+        "listed_at": ts(e.listed_at.as_ref()),
+        "consecutive_since": ts(e.consecutive_since.as_ref()),
+        "expires_at": ts(e.expires_at.as_ref()),
+        "version": e.version,
+        "removal_reason": id_or_null(&e.removal_reason),
+    })
+}
+
+/// `label  value` rows, aligned.
+fn rows_text(rows: &[(&str, String)]) -> String {
+    rows.iter()
+        .map(|(label, value)| format!("{label:<18} {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The rows of a blacklist entry, for people.
+fn entry_rows(e: &pb::BlacklistEntry) -> Vec<(&'static str, String)> {
+    let mut subject = subject_text(e.subject.as_ref());
+    if !e.subject_name.is_empty() {
+        subject.push_str(&format!(" ({})", e.subject_name));
+    }
+    let mut rows = vec![
+        ("subject", subject),
+        ("state", listing_state_name(e.state).to_owned()),
+        (
+            "legal basis",
+            format!("{} (basis table {})", e.legal_basis, e.basis_table_version),
+        ),
+        ("effects", effects_text(e.effects.as_ref())),
+        (
+            "listed by",
+            format!("{}, case {}", e.listed_by, e.case_reference),
+        ),
+        ("listed at", time::format_opt(e.listed_at.as_ref())),
+        (
+            "consecutive since",
+            time::format_opt(e.consecutive_since.as_ref()),
+        ),
+        ("expires at", time::format_opt(e.expires_at.as_ref())),
+        ("version", e.version.to_string()),
+    ];
+    if !e.removal_reason.is_empty() {
+        rows.push(("removal reason", e.removal_reason.clone()));
+    }
+    rows
+}
+
+/// A multi-line view of a blacklist entry, `label  value` per line.
+pub fn entry_detail(e: &pb::BlacklistEntry) -> String {
+    rows_text(&entry_rows(e))
+}
+
+/// The short name of an appeal's state.
+pub fn appeal_state_name(v: i32) -> &'static str {
+    match AppealState::try_from(v) {
+        Ok(AppealState::Pending) => "pending",
+        Ok(AppealState::Upheld) => "upheld",
+        Ok(AppealState::Dismissed) => "dismissed",
+        Ok(AppealState::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
+/// An appeal as JSON.
+pub fn appeal_json(a: &Appeal) -> Value {
+    json!({
+        "appeal_id": a.appeal_id,
+        "subject": subject_json(a.subject.as_ref()),
+        "grounds": a.grounds,
+        "state": appeal_state_name(a.state),
+        "decision_reason": id_or_null(&a.decision_reason),
+        "recorded_by": a.recorded_by,
+        "recorded_at": ts(a.recorded_at.as_ref()),
+        "decided_by": id_or_null(&a.decided_by),
+        "decided_at": ts(a.decided_at.as_ref()),
+    })
+}
+
+/// A multi-line view of an appeal, `label  value` per line.
+pub fn appeal_detail(a: &Appeal) -> String {
+    let mut rows = vec![
+        ("appeal", a.appeal_id.clone()),
+        ("subject", subject_text(a.subject.as_ref())),
+        ("state", appeal_state_name(a.state).to_owned()),
+        ("grounds", a.grounds.clone()),
+        (
+            "recorded",
+            format!(
+                "{} by {}",
+                time::format_opt(a.recorded_at.as_ref()),
+                a.recorded_by
+            ),
+        ),
+    ];
+    if !a.decided_by.is_empty() || a.decided_at.is_some() {
+        rows.push((
+            "decided",
+            format!(
+                "{} by {}",
+                time::format_opt(a.decided_at.as_ref()),
+                a.decided_by
+            ),
+        ));
+    }
+    if !a.decision_reason.is_empty() {
+        rows.push(("decision reason", a.decision_reason.clone()));
+    }
+    rows_text(&rows)
+}
+
+/// One screening answer for people: `resident-id 11010519491231002X  listed until T  effects:
+/// ...` or `resident-id 11010519491231002X  not listed`.
+pub fn check_line(r: &CheckResult) -> String {
+    let subject = subject_text(r.subject.as_ref());
+    if r.listed {
+        format!(
+            "{subject}  listed until {}  effects: {}",
+            time::format_opt(r.listed_until.as_ref()),
+            effects_text(r.effects.as_ref())
+        )
+    } else {
+        format!("{subject}  not listed")
+    }
+}
+
+/// One screening answer as JSON: `{"subject": {...}, "listed": true, "effects": {...},
+/// "listed_until": "..."}` (`effects` and `listed_until` are `null` when not listed).
+pub fn check_json(r: &CheckResult) -> Value {
+    let (effects, until) = if r.listed {
+        (
+            effects_json(r.effects.as_ref()),
+            ts(r.listed_until.as_ref()),
+        )
+    } else {
+        (Value::Null, Value::Null)
+    };
+    json!({
+        "subject": subject_json(r.subject.as_ref()),
+        "listed": r.listed,
+        "effects": effects,
+        "listed_until": until,
+    })
+}
+
 /// A case's fund-flow graph for people: its accounts (shallowest first), then the transfers
 /// between them and what the hub did with each.
 pub fn graph_lines(g: &pb::CaseGraph) -> String {
@@ -786,6 +1054,112 @@ mod tests {
         );
         assert!(StateName::from_str("done", false).is_err());
         assert_eq!(state_name(99), "unspecified");
+    }
+
+    #[test]
+    fn document_types_parse_into_the_proto_enum() {
+        for (name, proto) in [
+            ("resident-id", pb::DocumentType::ResidentId),
+            ("passport", pb::DocumentType::Passport),
+            ("uscc", pb::DocumentType::UnifiedSocialCreditCode),
+            ("USCC", pb::DocumentType::UnifiedSocialCreditCode),
+            (" Resident-ID ", pb::DocumentType::ResidentId),
+        ] {
+            let parsed = DocTypeName::parse(name).unwrap();
+            assert_eq!(parsed.to_proto(), proto, "{name}");
+            assert_eq!(DocTypeName::from_proto(proto as i32), Some(parsed));
+            assert_eq!(doc_type_name(proto as i32), name.trim().to_lowercase());
+        }
+        for bad in ["", "id", "resident_id", "usc", "unified-social-credit-code"] {
+            let err = DocTypeName::parse(bad).unwrap_err();
+            assert!(
+                err.contains("resident-id, passport or uscc"),
+                "{bad}: {err}"
+            );
+        }
+        // The command line names are the output names.
+        for d in DocTypeName::value_variants() {
+            let cli = d.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(cli.as_deref(), Some(d.name()));
+        }
+        assert_eq!(DocTypeName::from_proto(0), None);
+        assert_eq!(doc_type_name(7), "unspecified");
+    }
+
+    #[test]
+    fn blacklist_entries_show_everything() {
+        let e = pb::BlacklistEntry {
+            subject: Some(pb::SubjectRef {
+                document_type: pb::DocumentType::ResidentId as i32,
+                document_number: "11010519491231002X".into(),
+            }),
+            subject_name: "Zhang San".into(),
+            state: pb::ListingState::Listed as i32,
+            legal_basis: "B5".into(),
+            basis_table_version: "2024-1".into(),
+            effects: Some(pb::Effects {
+                bank_non_counter_suspended: true,
+                payment_accounts_suspended: false,
+                no_new_accounts: true,
+            }),
+            listed_by: "PSB-SZ".into(),
+            case_reference: "SZ-1".into(),
+            listed_at: Some(time::from_millis(0)),
+            consecutive_since: Some(time::from_millis(0)),
+            expires_at: Some(time::from_millis(86_400_000)),
+            version: 3,
+            removal_reason: String::new(),
+        };
+        let text = entry_detail(&e);
+        for needle in [
+            "subject            resident-id 11010519491231002X (Zhang San)",
+            "state              listed",
+            "legal basis        B5 (basis table 2024-1)",
+            "effects            non-counter suspended, no new accounts",
+            "listed by          PSB-SZ, case SZ-1",
+            "consecutive since  1970-01-01T00:00:00Z",
+            "expires at         1970-01-02T00:00:00Z",
+            "version            3",
+        ] {
+            assert!(text.contains(needle), "{needle}\n{text}");
+        }
+        assert!(!text.contains("removal reason"));
+        let v = entry_json(&e);
+        assert_eq!(v["subject"]["document_type"], "resident-id");
+        assert_eq!(v["state"], "listed");
+        assert_eq!(v["effects"]["payment_accounts_suspended"], false);
+        assert_eq!(v["expires_at"], "1970-01-02T00:00:00Z");
+        assert_eq!(v["removal_reason"], Value::Null);
+        let delisted = pb::BlacklistEntry {
+            state: pb::ListingState::AppealUpheld as i32,
+            removal_reason: "identity stolen".into(),
+            ..e
+        };
+        assert!(entry_detail(&delisted).contains("removal reason     identity stolen"));
+        assert_eq!(entry_json(&delisted)["state"], "appeal-upheld");
+        assert_eq!(effects_text(None), "none");
+        assert_eq!(effects_text(Some(&pb::Effects::default())), "none");
+    }
+
+    #[test]
+    fn appeals_show_the_decision_once_made() {
+        let mut a = Appeal {
+            appeal_id: "A1".into(),
+            grounds: "stolen card".into(),
+            state: AppealState::Pending as i32,
+            recorded_by: "PBOC".into(),
+            recorded_at: Some(time::from_millis(0)),
+            ..Default::default()
+        };
+        assert!(!appeal_detail(&a).contains("decided"));
+        assert_eq!(appeal_json(&a)["decided_at"], Value::Null);
+        a.state = AppealState::Dismissed as i32;
+        a.decided_by = "PBOC".into();
+        a.decision_reason = "no evidence".into();
+        let text = appeal_detail(&a);
+        assert!(text.contains("state              dismissed"), "{text}");
+        assert!(text.contains("decision reason    no evidence"), "{text}");
+        assert_eq!(appeal_json(&a)["state"], "dismissed");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ids::Timestamp;
-use super::policy::add_months;
+use super::policy::{add_months, rfc3339};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -330,31 +330,57 @@ pub fn list(
     let expires_at = wanted.min(cap);
     if let Some(e) = in_force {
         if expires_at <= e.expires_at {
+            let why = if wanted > cap {
+                format!(
+                    "consecutive-listing cap: under {} a listing runs at most {} months in a row, counted from {}",
+                    basis.code,
+                    basis.cap_months,
+                    rfc3339(since)
+                )
+            } else {
+                format!(
+                    "a new term under {} would end at {}, no later",
+                    basis.code,
+                    rfc3339(wanted)
+                )
+            };
             return Err(Error::FailedPrecondition(format!(
-                "consecutive-listing cap: {} is listed until {} ms, and under {} a listing runs at most {} months \
-                 in a row (since {} ms): it cannot be extended further",
+                "{} is already listed until {}; {why}: nothing was changed",
                 new.subject.masked(),
-                e.expires_at.millis(),
-                basis.code,
-                basis.cap_months,
-                since.millis()
+                rfc3339(e.expires_at)
             )));
         }
     }
-    let entry = Entry {
-        subject: new.subject.clone(),
-        subject_name: new.subject_name.clone(),
-        state: ListingState::Listed,
-        basis: basis.code.clone(),
-        table_version: table.version.clone(),
-        effects: basis.effects,
-        listed_by: agency.to_owned(),
-        case_reference: new.case_reference.clone(),
-        listed_at: now,
-        consecutive_since: since,
-        expires_at,
-        version: 0,
-        removal_reason: String::new(),
+    // An extension keeps who listed it (and so who may delist), the case and the name; it
+    // takes the new basis's effects and term.
+    let entry = match in_force {
+        Some(e) => Entry {
+            basis: basis.code.clone(),
+            table_version: table.version.clone(),
+            effects: basis.effects,
+            expires_at,
+            subject_name: if new.subject_name.is_empty() {
+                e.subject_name.clone()
+            } else {
+                new.subject_name.clone()
+            },
+            ..e.clone()
+        },
+        None => Entry {
+            subject: new.subject.clone(),
+            subject_name: new.subject_name.clone(),
+            state: ListingState::Listed,
+            basis: basis.code.clone(),
+            table_version: table.version.clone(),
+            effects: basis.effects,
+            listed_by: agency.to_owned(),
+            case_reference: new.case_reference.clone(),
+            listed_at: now,
+            consecutive_since: since,
+            expires_at,
+            version: 0,
+            removal_reason: String::new(),
+        },
     };
     Ok((
         entry,
@@ -524,6 +550,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!((kind, fresh.consecutive_since), (ChangeKind::Listed, t4));
+    }
+
+    #[test]
+    fn an_extension_keeps_who_listed_and_why() {
+        let table = BasisTable::default();
+        let t0 = Timestamp(1_800_000_000_000);
+        let (first, _) = list(None, &new("JPM-2024-IDENTIFIED"), "PSB-A", &table, t0).unwrap();
+        let mut again = new(DEFAULT_BASIS);
+        again.subject_name.clear();
+        again.case_reference = "OTHER".into();
+        let (second, kind) =
+            list(Some(&first), &again, "PSB-B", &table, t0.plus_millis(DAY)).unwrap();
+        assert_eq!(kind, ChangeKind::Extended);
+        assert_eq!(
+            (second.listed_by.as_str(), second.case_reference.as_str()),
+            ("PSB-A", "C")
+        );
+        assert_eq!(
+            (second.subject_name.as_str(), second.listed_at),
+            ("Zhao", t0)
+        );
+        assert_eq!(
+            (second.basis.as_str(), second.expires_at),
+            (DEFAULT_BASIS, add_months(t0, 60))
+        );
+        // A basis whose term would end sooner changes nothing, and says so.
+        let err = list(
+            Some(&second),
+            &new("JPM-2024-IDENTIFIED"),
+            "PSB-A",
+            &table,
+            t0.plus_millis(2 * DAY),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no later"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{AccountNumber, Fen, Timestamp};
 use super::notice::{Action, CaseFiling, FreezeMode, FreezeTerms, SuspectAccount, VictimTransfer};
-use super::policy::{Policy, add_months};
+use super::policy::{Policy, add_months, rfc3339};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -428,10 +428,7 @@ pub fn apply(
                     recorded
                         .as_ref()
                         .and_then(|a| a.outcome.executed_at())
-                        .map_or(String::new(), |t| format!(
-                            ", executed_at {} ms",
-                            t.millis()
-                        )),
+                        .map_or(String::new(), |t| format!(", executed_at {}", rfc3339(t))),
                 )));
             }
         },
@@ -704,19 +701,19 @@ pub fn check_renewal(
     }
     if now >= expiry {
         return Err(Error::FailedPrecondition(format!(
-            "instruction_id: freeze {} expired at {} ms; a renewal must arrive before expiry",
+            "instruction_id: freeze {} expired at {}; a renewal must arrive before expiry",
             rec.instruction_id,
-            expiry.millis()
+            rfc3339(expiry)
         )));
     }
     if now.millis() > expiry.millis() - policy.renewal_lead_ms {
         return Err(Error::FailedPrecondition(format!(
-            "renewal rule: a renewal must arrive at least {} days before expiry; freeze {} expires at {} ms, \
-             the renewal window closed at {} ms",
+            "renewal rule: a renewal must arrive at least {} days before expiry; freeze {} expires at {}, \
+             the renewal window closed at {}",
             policy.renewal_lead_ms / 86_400_000,
             rec.instruction_id,
-            expiry.millis(),
-            expiry.millis() - policy.renewal_lead_ms
+            rfc3339(expiry),
+            rfc3339(expiry.plus_millis(-policy.renewal_lead_ms))
         )));
     }
     let major = rec.freeze.as_ref().is_some_and(|f| f.major.is_some());
@@ -732,9 +729,9 @@ pub fn check_renewal(
         return Err(Error::invalid(
             "renew_until",
             format!(
-                "a renewal extends a freeze by at most one term ({} months): at most {} ms",
+                "a renewal extends a freeze by at most one term ({} months): at most {}",
                 policy.freeze_term_months(major),
-                longest.millis()
+                rfc3339(longest)
             ),
         ));
     }

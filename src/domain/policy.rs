@@ -81,6 +81,20 @@ pub fn add_months(t: Timestamp, months: u32) -> Timestamp {
     Timestamp::from_millis(days_from_civil(ny, nm, nd) * DAY + time_of_day)
 }
 
+/// `t` as RFC 3339 UTC with milliseconds, for messages people read.
+pub fn rfc3339(t: Timestamp) -> String {
+    let ms = t.millis();
+    let (y, m, d) = civil_from_days(ms.div_euclid(DAY));
+    let rest = ms.rem_euclid(DAY);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / HOUR,
+        rest % HOUR / MINUTE,
+        rest % MINUTE / 1000,
+        rest % 1000
+    )
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -133,6 +147,15 @@ mod tests {
         assert_eq!(add_months(at(2027, 8, 31), 6), at(2028, 2, 29));
         assert_eq!(add_months(at(2026, 12, 15), 12), at(2027, 12, 15));
         assert_eq!(add_months(at(1970, 1, 1), 0), at(1970, 1, 1));
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(at(2026, 11, 28)), "2026-11-28T01:00:00.000Z");
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(1_234)),
+            "1970-01-01T00:00:01.234Z"
+        );
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl PoliceService for PoliceApi {
         let level = self.hub.registry().police(&caller.org).map(|p| p.level);
         if level != Some(PoliceLevel::City) {
             return Err(Error::PermissionDenied(format!(
-                "listing rule: only police agencies at city level or above may list subjects; {} is a county-level agency",
+                "listing rule: only police agencies at city level or above may list subjects; {} is not registered at that level",
                 caller.org
             ))
             .into());

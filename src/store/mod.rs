@@ -198,6 +198,10 @@ pub fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V> {
     }
 }
 
+/// sled's page cache. The store holds far more than this (ten million blacklist entries, a
+/// million open instructions); the hub's memory stays bounded by the cache, not the data.
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Opens sled, waiting briefly while a previous handle in this process (a hub that just
 /// stopped, whose last tasks are still letting go) releases the directory's lock.
 fn open_db(dir: &Path) -> Result<sled::Db> {
@@ -206,6 +210,7 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
         match sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()
         {
             Err(sled::Error::Io(e)) if tries < 50 && e.to_string().contains("lock") => {
