@@ -16,6 +16,7 @@
 //! - [`clock`]: the one place the wall clock is read. [`client`]: a TLS client for the CLI,
 //!   tests and benchmarks. [`error`]: the one mapping to gRPC status codes.
 
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod blacklist_sync;

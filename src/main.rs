@@ -36,8 +36,10 @@ enum Command {
     Police(cli::PoliceArgs),
     /// Bank client: listen for instructions and acknowledge them.
     Bank(cli::BankArgs),
-    /// Oversight client: instructions, what expires soon, case graphs (read-only).
+    /// Oversight client: instructions, what expires soon, case graphs, the blacklist, appeals, the audit trail.
     Oversight(cli::OversightArgs),
+    /// The audit chain of a stopped hub's data directory: verify it, export it.
+    Audit(cli::audit::AuditArgs),
     /// Measure durable submissions per second and their latency (starts its own hub by default).
     Bench(stophub::bench::BenchArgs),
     /// Measure the durable timers with many pending: fill, start-up time, memory, firing rate.
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
             Command::Police(args) => cli::police(args).await,
             Command::Bank(args) => cli::bank(args).await,
             Command::Oversight(args) => cli::oversight(args).await,
+            Command::Audit(args) => cli::audit::run(args),
             Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::BenchTimers(args) => stophub::bench::timers::run(args)
                 .await

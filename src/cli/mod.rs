@@ -17,6 +17,7 @@
 //! - 3: the hub refused the request: any non-OK gRPC status, printed to stderr as
 //!   `stophub: refused: <CODE>: <message>` (e.g. `INVALID_ARGUMENT`, `PERMISSION_DENIED`).
 
+pub mod audit;
 mod bank;
 mod mirror;
 mod oversight;
@@ -50,7 +51,8 @@ macro_rules! exit_codes {
   0  success
   1  local failure (cannot read a file, cannot reach the hub)
   2  usage error (bad or missing flags)
-  3  the hub refused the request (printed as `stophub: refused: <CODE>: <message>`)"
+  3  the hub refused the request (printed as `stophub: refused: <CODE>: <message>`)
+  4  the audit chain is broken (`oversight verify`, `audit verify`)"
     };
 }
 use exit_codes;

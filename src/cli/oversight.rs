@@ -10,8 +10,9 @@ use super::render::{self, ActionName, StateName};
 use super::{Conn, EXIT_CODES, SubjectArgs, default_request_id, time};
 use crate::client;
 use crate::proto::stophub::oversight::v1::{
-    DecideAppealRequest, GetCaseGraphRequest, GetInstructionRequest, GetListingRequest,
-    ListExpiringRequest, ListInstructionsRequest, RecordAppealRequest,
+    AuditRecord, DecideAppealRequest, GetCaseGraphRequest, GetInstructionRequest,
+    GetListingRequest, ListExpiringRequest, ListInstructionsRequest, RecordAppealRequest,
+    StreamAuditRequest, VerifyAuditRequest,
 };
 
 const ROLE: &str = "oversight";
@@ -55,6 +56,19 @@ enum OversightCommand {
     /// Record or decide a listed subject's appeal (申诉).
     #[command(after_help = EXIT_CODES, subcommand)]
     Appeal(AppealCommand),
+    /// The audit trail: every change and refusal, who ordered it, chained by hash.
+    #[command(after_help = EXIT_CODES)]
+    Audit {
+        /// Records after this position; 0 for all.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        after: u64,
+        /// Keep streaming new records as they are written.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Walk the whole audit chain on the hub: exit 0 when intact, 4 at the first broken link.
+    #[command(after_help = EXIT_CODES)]
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +210,53 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        OversightCommand::Audit { after, follow } => {
+            let mut stream = client
+                .stream_audit(StreamAuditRequest { after_seq: after })
+                .await?
+                .into_inner();
+            loop {
+                // Without --follow, stop once the stream has nothing more right now.
+                let next = if follow {
+                    stream.message().await?
+                } else {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_millis(500),
+                        stream.message(),
+                    )
+                    .await
+                    {
+                        Ok(m) => m?,
+                        Err(_) => None,
+                    }
+                };
+                let Some(r) = next else { return Ok(()) };
+                out.emit(
+                    || audit_line(&r),
+                    || json!({ "event": "audit", "record": audit_json(&r) }),
+                )?;
+            }
+        }
+        OversightCommand::Verify => {
+            let v = client
+                .verify_audit(VerifyAuditRequest {})
+                .await?
+                .into_inner();
+            out.emit(
+                || {
+                    if v.intact {
+                        format!("audit chain intact: {} records, head {}", v.count, v.head_hash)
+                    } else {
+                        format!("audit chain BROKEN at record {}: {} ({} records before it are intact)", v.broken_at_seq, v.problem, v.count)
+                    }
+                },
+                || json!({ "event": "verify", "intact": v.intact, "count": v.count, "head_hash": v.head_hash, "broken_at_seq": v.broken_at_seq, "problem": v.problem }),
+            )?;
+            if !v.intact {
+                std::process::exit(4);
+            }
+            Ok(())
+        }
         OversightCommand::Get { instruction_id } => {
             let response = client
                 .get_instruction(GetInstructionRequest { instruction_id })
@@ -320,6 +381,38 @@ fn expires_in(
         || "-".to_owned(),
         |t| format!("in {}", render::duration(ms(t) - ms(now))),
     )
+}
+
+/// One audit record on one line.
+pub fn audit_line(r: &AuditRecord) -> String {
+    let items: Vec<String> = r
+        .items
+        .iter()
+        .map(|i| format!("{} {}: {}", i.kind, i.id, i.detail))
+        .collect();
+    format!(
+        "#{:<6} {}  {:<22} {:<15} {}{}{}",
+        r.seq,
+        r.at.as_ref().map(time::format).unwrap_or_default(),
+        r.actor,
+        r.action,
+        r.outcome,
+        if items.is_empty() { "" } else { "  | " },
+        items.join(" | ")
+    )
+}
+
+pub fn audit_json(r: &AuditRecord) -> serde_json::Value {
+    json!({
+        "seq": r.seq,
+        "at": r.at.as_ref().map(time::format),
+        "actor": r.actor,
+        "action": r.action,
+        "outcome": r.outcome,
+        "items": r.items.iter().map(|i| json!({"kind": i.kind, "id": i.id, "detail": i.detail})).collect::<Vec<_>>(),
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    })
 }
 
 #[cfg(test)]

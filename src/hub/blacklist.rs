@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::writer::{Batch, Writer};
 use super::{AppealDecided, Listed};
+use crate::audit::AuditItem;
 use crate::domain::blacklist::{
     self, Appeal, AppealState, ChangeKind, Entry, ListingState, NewListing, Subject,
 };
@@ -51,6 +52,17 @@ impl Writer {
                 .remove(TreeId::BlacklistLog, old.to_be_bytes().to_vec());
         }
         batch.must_sync = true;
+        batch.audit_items.push(AuditItem::new(
+            "blacklist",
+            entry.subject.key(),
+            format!(
+                "{kind:?} (v{version}) under {} until {}, by {} for case {}",
+                entry.basis,
+                crate::domain::policy::rfc3339(entry.expires_at),
+                entry.listed_by,
+                entry.case_reference
+            ),
+        ));
         tracing::info!(subject = %entry.subject.masked(), ?kind, version, "blacklist changed");
         entry
     }
@@ -233,6 +245,11 @@ impl Writer {
         batch
             .writes
             .put(TreeId::Appeals, appeal.appeal_id.as_bytes(), &appeal);
+        batch.audit_items.push(AuditItem::new(
+            "appeal",
+            appeal.appeal_id.clone(),
+            format!("recorded for {}: {grounds}", subject.key()),
+        ));
         self.remember_request(batch, body, request_id, payload, &appeal.appeal_id);
         batch.must_sync = true;
         tracing::info!(appeal_id = %appeal.appeal_id, subject = %subject.masked(), "appeal recorded");
@@ -268,6 +285,11 @@ impl Writer {
         batch
             .writes
             .put(TreeId::Appeals, appeal_id.as_bytes(), &appeal);
+        batch.audit_items.push(AuditItem::new(
+            "appeal",
+            appeal_id,
+            format!("{:?}: {reason}", appeal.state),
+        ));
         batch.must_sync = true;
         let mut entry = self.listing(batch, &appeal.subject)?;
         if upheld {
@@ -286,6 +308,16 @@ impl Writer {
         batch
             .writes
             .put(TreeId::Checks, seq.to_be_bytes().to_vec(), record);
+        for (subject, listed) in &record.answers {
+            let answer = if *listed {
+                "answered: listed"
+            } else {
+                "answered: not listed"
+            };
+            batch
+                .audit_items
+                .push(AuditItem::new("check", subject.clone(), answer));
+        }
         Ok(())
     }
 }

@@ -177,6 +177,8 @@ pub struct Hub {
     timers_changed: Arc<Notify>,
     /// The last durable blacklist version, for the sync streams.
     blacklist_watermark: Arc<watch::Sender<u64>>,
+    /// The last durable audit position, for audit streams.
+    audit_watermark: Arc<watch::Sender<u64>>,
     shutdown: CancellationToken,
 }
 
@@ -216,6 +218,8 @@ impl Hub {
         let timers_changed = Arc::new(Notify::new());
         let blacklist_version = store.blacklist_version()?;
         let blacklist_watermark = Arc::new(watch::Sender::new(blacklist_version));
+        let audit_head = crate::audit::head(&store)?;
+        let audit_watermark = Arc::new(watch::Sender::new(audit_head.0));
         let writer = writer::Writer {
             store: store.clone(),
             registry: registry.clone(),
@@ -227,6 +231,8 @@ impl Hub {
             timers_changed: timers_changed.clone(),
             blacklist_version,
             blacklist_watermark: blacklist_watermark.clone(),
+            audit_head,
+            audit_watermark: audit_watermark.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("stophub-writer".into())
@@ -242,6 +248,7 @@ impl Hub {
             watermarks,
             timers_changed,
             blacklist_watermark,
+            audit_watermark,
             shutdown,
         });
         Ok((
@@ -325,6 +332,10 @@ impl Hub {
             reply,
         })
         .await
+    }
+
+    pub fn audit_watermark(&self) -> watch::Receiver<u64> {
+        self.audit_watermark.subscribe()
     }
 
     pub fn blacklist_watermark(&self) -> watch::Receiver<u64> {

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use super::{
     Acked, AppealDecided, Change, ChangeKind, Command, HubConfig, Listed, MAX_BATCH, Submitted,
 };
+use crate::audit::{AuditItem, AuditRecord};
 use crate::clock::SharedClock;
 use crate::domain::funds::{self, FundsContext};
 use crate::domain::ids::{AccountNumber, Timestamp};
@@ -43,6 +44,9 @@ pub(super) struct Writer {
     /// The last blacklist version committed, and its watchers (the sync streams).
     pub blacklist_version: u64,
     pub blacklist_watermark: Arc<watch::Sender<u64>>,
+    /// The audit chain's last committed (position, hash), and its watchers.
+    pub audit_head: (u64, String),
+    pub audit_watermark: Arc<watch::Sender<u64>>,
 }
 
 /// A reply held back until the batch is durable.
@@ -72,6 +76,10 @@ pub(super) struct Batch {
     timers_added: bool,
     /// The blacklist version after this batch's changes, if it made any.
     pub(super) blacklist_version: Option<u64>,
+    /// What the current command changed, for its audit record.
+    pub(super) audit_items: Vec<AuditItem>,
+    /// The audit chain's head after this batch's records, if it wrote any.
+    audit_head: Option<(u64, String)>,
 }
 
 /// Where a batch stood before a command, to undo that command's staging if it fails.
@@ -83,6 +91,8 @@ struct Mark {
     must_sync: bool,
     timers_added: bool,
     blacklist_version: Option<u64>,
+    audit_items: usize,
+    audit_head: Option<(u64, String)>,
 }
 
 impl Batch {
@@ -95,6 +105,8 @@ impl Batch {
             must_sync: self.must_sync,
             timers_added: self.timers_added,
             blacklist_version: self.blacklist_version,
+            audit_items: self.audit_items.len(),
+            audit_head: self.audit_head.clone(),
         }
     }
 
@@ -106,6 +118,8 @@ impl Batch {
         self.must_sync = mark.must_sync;
         self.timers_added = mark.timers_added;
         self.blacklist_version = mark.blacklist_version;
+        self.audit_items.truncate(mark.audit_items);
+        self.audit_head = mark.audit_head;
     }
 
     /// Reads through the staged writes to the store.
@@ -123,6 +137,19 @@ impl Batch {
     }
 
     fn put_instruction(&mut self, rec: &InstructionRecord) {
+        self.audit_items.push(AuditItem::new(
+            "instruction",
+            rec.instruction_id.clone(),
+            format!(
+                "{:?} {:?} at {} for {} fen, held {} fen (v{})",
+                rec.action,
+                rec.state,
+                rec.institution(),
+                rec.account.amount.get(),
+                rec.held(),
+                rec.version
+            ),
+        ));
         self.writes
             .put(TreeId::Instructions, rec.instruction_id.as_bytes(), rec);
         self.events.push(Change {
@@ -171,8 +198,10 @@ impl Writer {
                         notice,
                         reply,
                     } => {
-                        let result =
-                            self.isolated(&mut batch, |w, b| w.submit(&agency, &notice, b));
+                        let actor = format!("police:{agency}");
+                        let result = self.isolated(&mut batch, &actor, "submit_notice", |w, b| {
+                            w.submit(&agency, &notice, b)
+                        });
                         pending.push(Pending::Submit(reply, Box::new(result)));
                     }
                     Command::FollowUp {
@@ -180,8 +209,14 @@ impl Writer {
                         follow_up,
                         reply,
                     } => {
-                        let result =
-                            self.isolated(&mut batch, |w, b| w.follow_up(&agency, &follow_up, b));
+                        let actor = format!("police:{agency}");
+                        let action = match follow_up.kind {
+                            crate::domain::notice::FollowUpKind::Renew { .. } => "renew_freeze",
+                            crate::domain::notice::FollowUpKind::Release { .. } => "release",
+                        };
+                        let result = self.isolated(&mut batch, &actor, action, |w, b| {
+                            w.follow_up(&agency, &follow_up, b)
+                        });
                         pending.push(Pending::Submit(reply, Box::new(result)));
                     }
                     Command::Acknowledge {
@@ -190,20 +225,22 @@ impl Writer {
                         outcome,
                         reply,
                     } => {
-                        let result = self.isolated(&mut batch, |w, b| {
+                        let actor = format!("bank:{institution}");
+                        let result = self.isolated(&mut batch, &actor, "acknowledge", |w, b| {
                             w.acknowledge(&institution, &instruction_id, outcome, b)
                         });
                         pending.push(Pending::Ack(reply, Box::new(result)));
                     }
                     Command::Delivered { instruction_id } => {
-                        if let Err(e) =
-                            self.isolated(&mut batch, |w, b| w.delivered(&instruction_id, b))
-                        {
+                        if let Err(e) = self.isolated(&mut batch, "hub", "deliver", |w, b| {
+                            w.delivered(&instruction_id, b)
+                        }) {
                             tracing::warn!(%instruction_id, error = %e, "could not record delivery");
                         }
                     }
                     Command::FireTimers { reply } => {
-                        let result = self.isolated(&mut batch, |w, b| w.fire_timers(b));
+                        let result = self
+                            .isolated(&mut batch, "hub", "fire_timers", |w, b| w.fire_timers(b));
                         pending.push(Pending::Fired(reply, result));
                     }
                     Command::ListSubject {
@@ -211,8 +248,10 @@ impl Writer {
                         listing,
                         reply,
                     } => {
-                        let result =
-                            self.isolated(&mut batch, |w, b| w.list_subject(&agency, &listing, b));
+                        let actor = format!("police:{agency}");
+                        let result = self.isolated(&mut batch, &actor, "list_subject", |w, b| {
+                            w.list_subject(&agency, &listing, b)
+                        });
                         pending.push(Pending::Listing(reply, Box::new(result)));
                     }
                     Command::DelistSubject {
@@ -221,7 +260,8 @@ impl Writer {
                         reason,
                         reply,
                     } => {
-                        let result = self.isolated(&mut batch, |w, b| {
+                        let actor = format!("police:{agency}");
+                        let result = self.isolated(&mut batch, &actor, "delist_subject", |w, b| {
                             w.delist_subject(&agency, &subject, &reason, b)
                         });
                         pending.push(Pending::Listing(reply, Box::new(result)));
@@ -233,7 +273,8 @@ impl Writer {
                         grounds,
                         reply,
                     } => {
-                        let result = self.isolated(&mut batch, |w, b| {
+                        let actor = format!("oversight:{body}");
+                        let result = self.isolated(&mut batch, &actor, "record_appeal", |w, b| {
                             w.record_appeal(&body, &request_id, &subject, &grounds, b)
                         });
                         pending.push(Pending::Appeal(reply, Box::new(result)));
@@ -245,13 +286,17 @@ impl Writer {
                         reason,
                         reply,
                     } => {
-                        let result = self.isolated(&mut batch, |w, b| {
+                        let actor = format!("oversight:{body}");
+                        let result = self.isolated(&mut batch, &actor, "decide_appeal", |w, b| {
                             w.decide_appeal(&body, &appeal_id, upheld, &reason, b)
                         });
                         pending.push(Pending::Appeal(reply, Box::new(result)));
                     }
                     Command::RecordCheck { record } => {
-                        let _ = self.isolated(&mut batch, |w, b| w.record_check(&record, b));
+                        let actor = format!("bank:{}", record.institution);
+                        let _ = self.isolated(&mut batch, &actor, "check_subject", |w, b| {
+                            w.record_check(&record, b)
+                        });
                     }
                     Command::Stop => stop = true,
                 }
@@ -264,6 +309,9 @@ impl Writer {
                 self.next_seq.extend(std::mem::take(&mut batch.seqs));
                 if let Some(v) = batch.blacklist_version {
                     self.blacklist_version = v;
+                }
+                if let Some(head) = batch.audit_head.take() {
+                    self.audit_head = head;
                 }
             }
             let done = committed.and_then(|()| {
@@ -319,17 +367,61 @@ impl Writer {
     }
 
     /// Runs one command against the batch; if it fails, nothing it staged remains.
+    /// Runs one command against the batch and audits it: a command that changed something
+    /// gets a record of what changed; a refused one gets a record of the refusal, and nothing
+    /// it staged remains.
     fn isolated<T>(
         &mut self,
         batch: &mut Batch,
+        actor: &str,
+        action: &str,
         f: impl FnOnce(&mut Self, &mut Batch) -> Result<T>,
     ) -> Result<T> {
         let mark = batch.mark();
+        let mark_items = mark.audit_items;
         let result = f(self, batch);
-        if result.is_err() {
-            batch.rollback(mark);
+        match &result {
+            Err(e) => {
+                batch.rollback(mark);
+                if !matches!(e, Error::Store(_) | Error::ShuttingDown) {
+                    self.audit(batch, actor, action, &format!("refused: {e}"), Vec::new());
+                }
+            }
+            Ok(_) => {
+                let items = batch.audit_items.split_off(mark_items);
+                if !items.is_empty() {
+                    self.audit(batch, actor, action, "ok", items);
+                }
+            }
         }
         result
+    }
+
+    /// Stages the next audit record, chained to the one before (staged or committed).
+    fn audit(
+        &self,
+        batch: &mut Batch,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+        items: Vec<AuditItem>,
+    ) {
+        let (seq, hash) = batch
+            .audit_head
+            .clone()
+            .unwrap_or_else(|| self.audit_head.clone());
+        let record = AuditRecord::seal(
+            (seq, &hash),
+            self.clock.now(),
+            actor,
+            action,
+            outcome,
+            items,
+        );
+        batch
+            .writes
+            .put(TreeId::Audit, record.seq.to_be_bytes().to_vec(), &record);
+        batch.audit_head = Some((record.seq, record.hash));
     }
 
     fn publish(&self, events: Vec<Change>) {
@@ -348,6 +440,9 @@ impl Writer {
         let v = self.blacklist_version;
         self.blacklist_watermark
             .send_if_modified(|cur| std::mem::replace(cur, v) != v);
+        let a = self.audit_head.0;
+        self.audit_watermark
+            .send_if_modified(|cur| std::mem::replace(cur, a) != a);
     }
 
     fn instruction(&self, batch: &Batch, id: &str) -> Result<Option<InstructionRecord>> {
@@ -519,6 +614,17 @@ impl Writer {
         batch
             .writes
             .put(TreeId::Notices, notice.notice_id.as_bytes(), notice);
+        batch.audit_items.push(AuditItem::new(
+            "notice",
+            notice.notice_id.clone(),
+            format!(
+                "{:?} accepted for case {} (request {}), {} instruction(s)",
+                notice.action,
+                notice.case_reference,
+                notice.request_id,
+                notice.instruction_ids.len()
+            ),
+        ));
         batch.writes.put(
             TreeId::Requests,
             keys::request(agency, request_id),

@@ -213,4 +213,83 @@ impl OversightService for OversightApi {
             entry: done.entry.as_ref().map(convert::entry_to_proto),
         }))
     }
+
+    type StreamAuditStream = tokio_stream::wrappers::ReceiverStream<Result<AuditRecord, Status>>;
+
+    async fn stream_audit(
+        &self,
+        req: Request<StreamAuditRequest>,
+    ) -> Result<Response<Self::StreamAuditStream>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let hub = self.hub.clone();
+        let mut after = req.get_ref().after_seq;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut watermark = hub.audit_watermark();
+            let shutdown = hub.shutdown_token().clone();
+            loop {
+                let upto = *watermark.borrow_and_update();
+                while after < upto {
+                    let page = match crate::audit::records_after(hub.store(), after, 512) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    };
+                    let Some(last) = page.last().map(|r| r.seq) else {
+                        break;
+                    };
+                    for r in page.iter().filter(|r| r.seq <= upto) {
+                        if tx.send(Ok(convert::audit_to_proto(r))).await.is_err() {
+                            return;
+                        }
+                    }
+                    after = last.min(upto);
+                }
+                tokio::select! {
+                    changed = watermark.changed() => if changed.is_err() { return },
+                    _ = shutdown.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the hub is shutting down: stream again from your last position"))).await;
+                        return;
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn verify_audit(
+        &self,
+        req: Request<VerifyAuditRequest>,
+    ) -> Result<Response<VerifyAuditResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let hub = self.hub.clone();
+        // A walk of the whole chain is long work: keep it off the request threads.
+        let verdict = tokio::task::spawn_blocking(move || crate::audit::verify(hub.store()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(match verdict {
+            crate::audit::Verdict::Intact { count, head } => VerifyAuditResponse {
+                intact: true,
+                count,
+                head_hash: head,
+                ..Default::default()
+            },
+            crate::audit::Verdict::Broken {
+                at_seq,
+                problem,
+                checked,
+            } => VerifyAuditResponse {
+                intact: false,
+                count: checked,
+                broken_at_seq: at_seq,
+                problem,
+                ..Default::default()
+            },
+        }))
+    }
 }

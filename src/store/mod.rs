@@ -39,9 +39,11 @@ pub enum TreeId {
     Checks = 9,
     /// Appeal id -> `Appeal`.
     Appeals = 10,
+    /// Audit position (u64 BE) -> `AuditRecord`, a hash chain.
+    Audit = 11,
 }
 
-const TREE_NAMES: [&str; 11] = [
+const TREE_NAMES: [&str; 12] = [
     "notices",
     "instructions",
     "requests",
@@ -53,6 +55,7 @@ const TREE_NAMES: [&str; 11] = [
     "blacklist_log",
     "checks",
     "appeals",
+    "audit",
 ];
 
 /// What a delivery-log entry tells the institution.

@@ -358,3 +358,27 @@ pub fn change_to_proto(
         listed_until: Some(timestamp_to_proto(c.expires_at)),
     }
 }
+
+pub fn audit_to_proto(
+    r: &crate::audit::AuditRecord,
+) -> crate::proto::stophub::oversight::v1::AuditRecord {
+    use crate::proto::stophub::oversight::v1 as o;
+    o::AuditRecord {
+        seq: r.seq,
+        at: Some(timestamp_to_proto(r.at)),
+        actor: r.actor.clone(),
+        action: r.action.clone(),
+        outcome: r.outcome.clone(),
+        items: r
+            .items
+            .iter()
+            .map(|i| o::AuditItem {
+                kind: i.kind.clone(),
+                id: i.id.clone(),
+                detail: i.detail.clone(),
+            })
+            .collect(),
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+    }
+}
