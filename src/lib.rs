@@ -32,6 +32,7 @@ pub mod hub;
 pub mod participants;
 pub mod proto;
 pub mod ratelimit;
+pub mod reports;
 pub mod server;
 pub mod service;
 pub mod store;

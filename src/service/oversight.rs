@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::proto::stophub::oversight::v1::oversight_service_server::OversightService;
 use crate::proto::stophub::oversight::v1::*;
+use crate::reports;
 use crate::service::convert;
 use crate::store::TimerKind;
 
@@ -292,4 +293,143 @@ impl OversightService for OversightApi {
             },
         }))
     }
+
+    async fn get_stats(
+        &self,
+        req: Request<GetStatsRequest>,
+    ) -> Result<Response<GetStatsResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let window = window(req.get_ref().window.as_ref())?;
+        let institution = Some(req.get_ref().institution_code.clone()).filter(|c| !c.is_empty());
+        let (hub, now) = (self.hub.clone(), self.hub.now());
+        let stats =
+            blocking(move || reports::stats(hub.store(), window, institution.as_deref(), now))
+                .await?;
+        Ok(Response::new(GetStatsResponse {
+            institutions: stats.iter().map(convert::stats_to_proto).collect(),
+        }))
+    }
+
+    async fn get_amounts(
+        &self,
+        req: Request<GetAmountsRequest>,
+    ) -> Result<Response<GetAmountsResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let r = req.get_ref();
+        let window = window(r.window.as_ref())?;
+        let group = match AmountGrouping::try_from(r.group_by) {
+            Ok(AmountGrouping::Case) => reports::Grouping::Case,
+            Ok(AmountGrouping::Institution) => reports::Grouping::Institution,
+            Ok(AmountGrouping::Day) => reports::Grouping::Day,
+            Ok(AmountGrouping::Unspecified) | Err(_) => {
+                return Err(
+                    Error::invalid("group_by", "is required (CASE, INSTITUTION or DAY)").into(),
+                );
+            }
+        };
+        let page_size = match r.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(Error::invalid("page_size", "must be 0-1000").into()),
+        };
+        let hub = self.hub.clone();
+        let rows = blocking(move || reports::amounts(hub.store(), window, group)).await?;
+        let start = rows
+            .iter()
+            .position(|row| row.key.as_str() > r.page_token.as_str())
+            .unwrap_or(rows.len());
+        let start = if r.page_token.is_empty() { 0 } else { start };
+        let page: Vec<_> = rows.iter().skip(start).take(page_size).collect();
+        let more = start + page.len() < rows.len();
+        Ok(Response::new(GetAmountsResponse {
+            next_page_token: if more {
+                page.last().map(|row| row.key.clone()).unwrap_or_default()
+            } else {
+                String::new()
+            },
+            rows: page.into_iter().map(convert::amount_to_proto).collect(),
+        }))
+    }
+
+    async fn get_case(
+        &self,
+        req: Request<GetCaseRequest>,
+    ) -> Result<Response<GetCaseResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let (agency, case) = (
+            req.get_ref().police_agency.clone(),
+            req.get_ref().case_reference.clone(),
+        );
+        let graph = crate::service::police::case_graph(&self.hub, &agency, &case)?;
+        let hub = self.hub.clone();
+        let (notices, instructions, audit) =
+            blocking(move || reports::case_view(hub.store(), &agency, &case)).await?;
+        Ok(Response::new(GetCaseResponse {
+            notice_ids: notices,
+            instructions: instructions
+                .iter()
+                .map(convert::instruction_to_proto)
+                .collect(),
+            graph: Some(graph),
+            audit: audit.iter().map(convert::audit_to_proto).collect(),
+        }))
+    }
+
+    async fn get_blacklist_figures(
+        &self,
+        req: Request<GetBlacklistFiguresRequest>,
+    ) -> Result<Response<GetBlacklistFiguresResponse>, Status> {
+        auth::caller(&req, self.hub.registry(), Role::Oversight)?;
+        let window = window(req.get_ref().window.as_ref())?;
+        let (hub, now) = (self.hub.clone(), self.hub.now());
+        let f = blocking(move || reports::blacklist_figures(hub.store(), window, now)).await?;
+        Ok(Response::new(GetBlacklistFiguresResponse {
+            in_force_by_basis: f
+                .in_force_by_basis
+                .iter()
+                .map(|(basis, n)| BasisCount {
+                    legal_basis: basis.clone(),
+                    in_force: *n,
+                })
+                .collect(),
+            listings: f.listings,
+            extensions: f.extensions,
+            delistings: f.delistings,
+            lapses: f.lapses,
+            appeals_recorded: f.appeals_recorded,
+            appeals_upheld: f.appeals_upheld,
+            appeals_dismissed: f.appeals_dismissed,
+        }))
+    }
+}
+
+fn window(w: Option<&Window>) -> Result<reports::Window, Error> {
+    let Some(w) = w else {
+        return Ok(reports::Window::default());
+    };
+    let from = w
+        .from
+        .as_ref()
+        .map(|t| convert::timestamp_from_proto("window.from", Some(t)))
+        .transpose()?;
+    let to =
+        w.to.as_ref()
+            .map(|t| convert::timestamp_from_proto("window.to", Some(t)))
+            .transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if t <= f {
+            return Err(Error::invalid("window.to", "must be after window.from"));
+        }
+    }
+    Ok(reports::Window { from, to })
+}
+
+/// Runs a report off the request threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::from)
 }

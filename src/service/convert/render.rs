@@ -382,3 +382,45 @@ pub fn audit_to_proto(
         hash: r.hash.clone(),
     }
 }
+
+pub fn stats_to_proto(
+    s: &crate::reports::InstitutionStats,
+) -> crate::proto::stophub::oversight::v1::InstitutionStats {
+    use crate::proto::stophub::oversight::v1 as o;
+    let mut outcomes: Vec<o::OutcomeCount> = s
+        .outcomes
+        .iter()
+        .map(|((action, state), count)| o::OutcomeCount {
+            action: action_to_proto(*action) as i32,
+            state: state_to_proto(*state) as i32,
+            count: *count,
+        })
+        .collect();
+    outcomes.sort_by_key(|o| (o.action, o.state));
+    o::InstitutionStats {
+        institution_code: s.institution.clone(),
+        received: s.received,
+        answered: s.answered,
+        open: s.open,
+        overdue: s.overdue,
+        answered_late: s.answered_late,
+        ack_p50_ms: s.percentile(0.50),
+        ack_p95_ms: s.percentile(0.95),
+        ack_p99_ms: s.percentile(0.99),
+        ack_max_ms: s.ack_ms.last().copied().unwrap_or(0),
+        outcomes,
+    }
+}
+
+pub fn amount_to_proto(
+    r: &crate::reports::AmountRow,
+) -> crate::proto::stophub::oversight::v1::AmountRow {
+    crate::proto::stophub::oversight::v1::AmountRow {
+        key: r.key.clone(),
+        requested_fen: r.requested,
+        held_fen: r.held,
+        not_held_fen: r.not_held,
+        released_fen: r.released,
+        instructions: r.instructions,
+    }
+}
