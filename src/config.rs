@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Blacklist subject checks allowed per institution per second.
     #[arg(long, env = "STOPHUB_CHECKS_PER_SECOND", default_value_t = 1000)]
     pub checks_per_second: u32,
+    /// Where to serve Prometheus metrics (plain HTTP, GET /metrics); "off" for nowhere.
+    #[arg(long, env = "STOPHUB_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
     /// On shutdown, how long to wait for open calls, in seconds.
     #[arg(long, env = "STOPHUB_GRACE_SECS", default_value_t = 10)]
     pub grace_secs: u64,
@@ -161,6 +164,13 @@ impl ServeArgs {
                 bases,
                 blacklist_log_retain: self.blacklist_log_retain,
                 checks_per_second: self.checks_per_second,
+            },
+            metrics_listen: match self.metrics_listen.as_str() {
+                "off" | "" => None,
+                addr => Some(
+                    addr.parse()
+                        .map_err(|e| format!("--metrics-listen {addr:?}: {e}"))?,
+                ),
             },
             grace: Duration::from_secs(self.grace_secs),
         })

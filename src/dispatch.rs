@@ -52,6 +52,9 @@ pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<Deliv
             log: after.min(durable),
         };
         tracing::info!(%institution, after, "bank stream opened");
+        hub.metrics()
+            .bank_streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result: Result<(), ()> = async {
             loop {
                 let upto = *watermark.borrow_and_update();
@@ -69,6 +72,9 @@ pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<Deliv
         }
         .await;
         let _ = result;
+        hub.metrics()
+            .bank_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(%institution, "bank stream closed");
     });
     Ok(ReceiverStream::new(rx))

@@ -29,6 +29,8 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod hub;
+pub mod metrics;
+pub mod observe;
 pub mod participants;
 pub mod proto;
 pub mod ratelimit;

@@ -40,6 +40,8 @@ enum Command {
     Oversight(cli::OversightArgs),
     /// The audit chain of a stopped hub's data directory: verify it, export it.
     Audit(cli::audit::AuditArgs),
+    /// Exit 0 when the hub answers its gRPC health check (for container health checks).
+    Healthcheck(HealthcheckArgs),
     /// Measure durable submissions per second and their latency (starts its own hub by default).
     Bench(stophub::bench::BenchArgs),
     /// Measure the durable timers with many pending: fill, start-up time, memory, firing rate.
@@ -68,9 +70,12 @@ fn init_tracing(json: bool, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal, not in files or container logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
             Command::Bank(args) => cli::bank(args).await,
             Command::Oversight(args) => cli::oversight(args).await,
             Command::Audit(args) => cli::audit::run(args),
+            Command::Healthcheck(args) => healthcheck(args).await,
             Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::BenchTimers(args) => stophub::bench::timers::run(args)
                 .await
@@ -122,6 +128,59 @@ fn main() -> ExitCode {
             eprintln!("stophub: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// The hub's address.
+    #[arg(long, env = "STOPHUB_HUB", default_value = "https://localhost:50051")]
+    hub: String,
+    /// Directory of the certificates: the CA and the client certificate below.
+    #[arg(long, env = "STOPHUB_CERTS_DIR", default_value = "certs")]
+    certs_dir: std::path::PathBuf,
+    /// The client certificate's file stem in --certs-dir (any registered participant).
+    #[arg(long, env = "STOPHUB_HEALTHCHECK_AS", default_value = "oversight-PBOC")]
+    r#as: String,
+    /// The name the hub's certificate must carry.
+    #[arg(long, env = "STOPHUB_SERVER_NAME", default_value = "localhost")]
+    server_name: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    timeout_secs: u64,
+}
+
+async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let dir = &args.certs_dir;
+    let tls = stophub::client::ClientTls::from_files(
+        &dir.join("ca.pem"),
+        &dir.join(format!("{}.pem", args.r#as)),
+        &dir.join(format!("{}-key.pem", args.r#as)),
+        &args.server_name,
+    )?;
+    let check = async {
+        let channel = stophub::client::connect(&args.hub, &tls).await?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok(answer.status == ServingStatus::Serving as i32)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(args.timeout_secs), check).await {
+        Ok(Ok(true)) => {
+            println!("serving");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(false)) => {
+            eprintln!("stophub: the hub answered but is not serving");
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => anyhow::bail!("no answer within {} s", args.timeout_secs),
     }
 }
 

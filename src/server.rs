@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub tls: TlsFiles,
     pub participants: PathBuf,
     pub hub: HubConfig,
+    /// Where to serve Prometheus metrics over plain HTTP (`GET /metrics`); None for nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// How long shutdown waits for open calls before it stops anyway.
     pub grace: Duration,
 }
@@ -85,7 +87,29 @@ pub async fn run(
 
     let store = Arc::new(Store::open(&options.data_dir)?);
     let token = CancellationToken::new();
-    let (hub, writer) = Hub::start(store, registry, options.hub.clone(), clock, token.clone())?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (hub, writer) = Hub::start_with_metrics(
+        store,
+        registry,
+        options.hub.clone(),
+        clock,
+        token.clone(),
+        metrics.clone(),
+    )?;
+    if let Some(addr) = options.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|cause| ServerError::Tls {
+                path: format!("metrics address {addr}"),
+                cause,
+            })?;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics.clone(),
+            token.clone(),
+        ));
+    }
     let timer_task = tokio::spawn(crate::timers::run(hub.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -129,6 +153,7 @@ pub async fn run(
         }
     };
     let serve = Server::builder()
+        .layer(crate::observe::ObserveLayer { metrics })
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -28,7 +28,14 @@ pub async fn run(hub: Arc<Hub>) {
                 let now = hub.now().millis();
                 if due <= now {
                     match hub.fire_timers().await {
-                        Ok(n) => tracing::debug!(fired = n, lag_ms = now - due, "timers fired"),
+                        Ok(n) => {
+                            hub.metrics()
+                                .timer_lag
+                                .observe(std::time::Duration::from_millis(
+                                    (now - due).max(0) as u64
+                                ));
+                            tracing::debug!(fired = n, lag_ms = now - due, "timers fired")
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "firing timers failed");
                             tokio::time::sleep(RETRY).await;

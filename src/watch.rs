@@ -15,7 +15,7 @@ use tonic::Status;
 
 use crate::domain::instruction::InstructionRecord;
 use crate::domain::notice::NoticeRecord;
-use crate::hub::{ChangeKind, Hub};
+use crate::hub::{Change, ChangeKind, Hub};
 use crate::proto::stophub::police::v1::{WatchEventKind, WatchNoticeResponse};
 use crate::service::convert;
 
@@ -101,8 +101,16 @@ pub fn watch(hub: Arc<Hub>, notice: NoticeRecord, until_answered: bool) -> Watch
                 tokio::select! {
                     event = events.recv() => match event {
                         Ok(batch) => {
-                            for change in batch.iter().filter(|c| c.record.notice_id == notice.notice_id) {
-                                w.offer(&change.record, false, change.kind).await?;
+                            // One event per instruction per batch: its last version (an answer
+                            // and the hops it caused are two versions of one commit).
+                            let mine: Vec<&Change> = batch.iter().filter(|c| c.record.notice_id == notice.notice_id).collect();
+                            for (i, change) in mine.iter().enumerate() {
+                                let superseded = mine[i + 1..].iter().any(|later| {
+                                    later.kind == change.kind && later.record.instruction_id == change.record.instruction_id
+                                });
+                                if !superseded {
+                                    w.offer(&change.record, false, change.kind).await?;
+                                }
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -27,6 +27,8 @@ async fn serve_dev_starts_from_nothing_and_stops_on_sigterm() {
         .args([
             "serve",
             "--dev",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--grace-secs",
             "5",
             "--listen",

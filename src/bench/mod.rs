@@ -81,6 +81,7 @@ async fn in_process() -> anyhow::Result<Target> {
         },
         participants: participants_path,
         hub: Default::default(),
+        metrics_listen: None,
         grace: Duration::from_secs(5),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,7 @@
-//! `stophub oversight list | get | expiring | graph | listing | appeal`: the central bank's
-//! view of every instruction and case (read-only), of the account blacklist, and its
-//! decisions on appeals against listings.
+//! `stophub oversight list | get | expiring | overdue | graph | case | listing | appeal |
+//! audit | verify | stats | amounts | blacklist`: the central bank's view of every instruction
+//! and case (read-only), of the account blacklist, its decisions on appeals against listings,
+//! and its reports (tables for people, rendered by [`report`]).
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
@@ -9,11 +10,18 @@ use serde_json::json;
 use super::render::{self, ActionName, StateName};
 use super::{Conn, EXIT_CODES, SubjectArgs, default_request_id, time};
 use crate::client;
+use crate::proto::stophub::common::v1 as pb;
+use crate::proto::stophub::oversight::v1::oversight_service_client::OversightServiceClient;
 use crate::proto::stophub::oversight::v1::{
-    AuditRecord, DecideAppealRequest, GetCaseGraphRequest, GetInstructionRequest,
-    GetListingRequest, ListExpiringRequest, ListInstructionsRequest, RecordAppealRequest,
-    StreamAuditRequest, VerifyAuditRequest,
+    AmountGrouping, AuditRecord, DecideAppealRequest, GetAmountsRequest,
+    GetBlacklistFiguresRequest, GetCaseGraphRequest, GetCaseRequest, GetInstructionRequest,
+    GetListingRequest, GetStatsRequest, ListExpiringRequest, ListInstructionsRequest,
+    RecordAppealRequest, StreamAuditRequest, VerifyAuditRequest, Window,
 };
+
+/// The report rendering of this command (a sibling file, used by no other role).
+#[path = "report.rs"]
+mod report;
 
 const ROLE: &str = "oversight";
 const DEFAULT_ORG: &str = "PBOC";
@@ -41,9 +49,25 @@ enum OversightCommand {
     /// Stops and freezes in force whose term ends within a window, soonest first.
     #[command(after_help = EXIT_CODES)]
     Expiring(ExpiringArgs),
+    /// Every instruction not answered by its deadline (state overdue), oldest first.
+    #[command(after_help = EXIT_CODES)]
+    Overdue {
+        /// Only instructions addressed to this institution.
+        #[arg(long, value_name = "CODE")]
+        institution: Option<String>,
+    },
     /// Show the fund-flow graph of any agency's case.
     #[command(after_help = EXIT_CODES)]
     Graph {
+        /// The police agency that owns the case, e.g. PSB-SZ.
+        #[arg(long, value_name = "CODE")]
+        agency: String,
+        /// The agency's case reference.
+        case_reference: String,
+    },
+    /// One case in full: its notices, instructions, fund-flow graph and audit records.
+    #[command(after_help = EXIT_CODES)]
+    Case {
         /// The police agency that owns the case, e.g. PSB-SZ.
         #[arg(long, value_name = "CODE")]
         agency: String,
@@ -69,6 +93,121 @@ enum OversightCommand {
     /// Walk the whole audit chain on the hub: exit 0 when intact, 4 at the first broken link.
     #[command(after_help = EXIT_CODES)]
     Verify,
+    /// Statistics per institution: counts, time to acknowledge, outcomes.
+    ///
+    /// Over the instructions the hub accepted in the window: received, answered, open,
+    /// overdue, answered late, time from acceptance to answer (p50/p95/p99/max), then the
+    /// outcomes by action and state.
+    #[command(after_help = EXIT_CODES)]
+    Stats(StatsArgs),
+    /// Amounts requested, held, not held and released, by case, institution or day.
+    ///
+    /// Over the stop-payments and freezes the hub accepted in the window. "Not held" counts
+    /// answered instructions only, so requested exceeds held plus not held while some are
+    /// unanswered. Tables show fen and yuan; --json gives fen.
+    #[command(after_help = EXIT_CODES)]
+    Amounts(AmountsArgs),
+    /// Blacklist figures: entries in force by legal basis, changes in a period.
+    ///
+    /// Entries in force now, by legal basis; then the listings, extensions, delistings,
+    /// lapses and appeals recorded, upheld and dismissed in the window.
+    #[command(after_help = EXIT_CODES)]
+    Blacklist(WindowArgs),
+}
+
+/// A window on the hub's clock, `--from` inclusive, `--to` exclusive; both open by default.
+#[derive(Debug, Args)]
+struct WindowArgs {
+    /// From this instant, inclusive (RFC 3339) [default: the beginning].
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse)]
+    from: Option<prost_types::Timestamp>,
+    /// Before this instant, exclusive (RFC 3339) [default: no end].
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse)]
+    to: Option<prost_types::Timestamp>,
+}
+
+impl WindowArgs {
+    fn to_proto(&self) -> Option<Window> {
+        (self.from.is_some() || self.to.is_some()).then_some(Window {
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    fn text(&self) -> String {
+        report::window_text(self.from.as_ref(), self.to.as_ref())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        report::window_json(self.from.as_ref(), self.to.as_ref())
+    }
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Only this institution [default: every institution with instructions in the window].
+    #[arg(long, value_name = "CODE")]
+    institution: Option<String>,
+}
+
+/// What `amounts --by` groups on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GroupBy {
+    /// The case, as AGENCY/CASE_REFERENCE.
+    Case,
+    /// The institution holding the account.
+    Institution,
+    /// The UTC day the hub accepted the instruction (YYYY-MM-DD).
+    Day,
+}
+
+impl GroupBy {
+    fn to_proto(self) -> AmountGrouping {
+        match self {
+            GroupBy::Case => AmountGrouping::Case,
+            GroupBy::Institution => AmountGrouping::Institution,
+            GroupBy::Day => AmountGrouping::Day,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            GroupBy::Case => "case",
+            GroupBy::Institution => "institution",
+            GroupBy::Day => "day",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct AmountsArgs {
+    /// What each row totals.
+    #[arg(long, value_enum, value_name = "GROUPING")]
+    by: GroupBy,
+    #[command(flatten)]
+    window: WindowArgs,
+    /// At most this many rows per page, 1-1000 [default: the hub's, 100].
+    #[arg(long, value_name = "N")]
+    page_size: Option<u32>,
+    /// Continue from the token printed at the end of the previous page.
+    #[arg(long, value_name = "TOKEN")]
+    page_token: Option<String>,
+    /// Fetch every page, as one table.
+    #[arg(long)]
+    all: bool,
+}
+
+impl AmountsArgs {
+    fn request(&self, page_token: String) -> GetAmountsRequest {
+        GetAmountsRequest {
+            window: self.window.to_proto(),
+            group_by: self.by.to_proto() as i32,
+            page_size: self.page_size.unwrap_or_default(),
+            page_token,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +425,130 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        OversightCommand::Overdue { institution } => {
+            let request = ListInstructionsRequest {
+                states: vec![pb::InstructionState::Overdue as i32],
+                institution_code: institution.unwrap_or_default(),
+                ..Default::default()
+            };
+            let mut page_token = String::new();
+            let mut shown = 0usize;
+            loop {
+                let page = client
+                    .list_instructions(ListInstructionsRequest {
+                        page_token,
+                        ..request.clone()
+                    })
+                    .await?
+                    .into_inner();
+                shown += page.instructions.len();
+                for i in &page.instructions {
+                    out.emit(
+                        || render::instruction_line(i),
+                        || json!({ "event": "instruction", "instruction": render::instruction_json(i) }),
+                    )?;
+                }
+                page_token = page.next_page_token;
+                if page_token.is_empty() {
+                    break;
+                }
+            }
+            if shown == 0 && !out.json {
+                out.emit(|| "no instructions match".to_owned(), || json!({}))?;
+            }
+            Ok(())
+        }
+        OversightCommand::Stats(stats) => {
+            let request = GetStatsRequest {
+                window: stats.window.to_proto(),
+                institution_code: stats.institution.clone().unwrap_or_default(),
+            };
+            let response = client.get_stats(request).await?.into_inner();
+            if out.json {
+                for s in &response.institutions {
+                    out.emit(
+                        String::new,
+                        || json!({ "event": "stats", "stats": report::stats_json(s) }),
+                    )?;
+                }
+                return Ok(());
+            }
+            let window = stats.window.text();
+            out.emit(
+                || {
+                    if response.institutions.is_empty() {
+                        format!("no instructions accepted {window}")
+                    } else {
+                        format!(
+                            "instructions accepted {window}\n\n{}",
+                            report::stats_tables(&response.institutions)
+                        )
+                    }
+                },
+                || json!({}),
+            )
+        }
+        OversightCommand::Amounts(amounts) => amounts_report(&mut client, out, &amounts).await,
+        OversightCommand::Blacklist(window) => {
+            let request = GetBlacklistFiguresRequest {
+                window: window.to_proto(),
+            };
+            let f = client.get_blacklist_figures(request).await?.into_inner();
+            out.emit(
+                || report::blacklist_text(&f, &window.text()),
+                || {
+                    json!({
+                        "event": "blacklist_figures",
+                        "window": window.json(),
+                        "figures": report::blacklist_json(&f),
+                    })
+                },
+            )
+        }
+        OversightCommand::Case {
+            agency,
+            case_reference,
+        } => {
+            let c = client
+                .get_case(GetCaseRequest {
+                    police_agency: agency.clone(),
+                    case_reference: case_reference.clone(),
+                })
+                .await?
+                .into_inner();
+            if !out.json {
+                return out.emit(
+                    || report::case_text(&agency, &case_reference, &c),
+                    || json!({}),
+                );
+            }
+            out.emit(String::new, || {
+                json!({
+                    "event": "case",
+                    "police_agency": agency,
+                    "case_reference": case_reference,
+                    "notice_ids": c.notice_ids,
+                })
+            })?;
+            for i in &c.instructions {
+                out.emit(String::new, || {
+                    json!({ "event": "instruction", "instruction": render::instruction_json(i) })
+                })?;
+            }
+            if let Some(g) = &c.graph {
+                out.emit(
+                    String::new,
+                    || json!({ "event": "graph", "graph": render::graph_json(g) }),
+                )?;
+            }
+            for r in &c.audit {
+                out.emit(
+                    String::new,
+                    || json!({ "event": "audit", "record": audit_json(r) }),
+                )?;
+            }
+            Ok(())
+        }
         OversightCommand::Graph {
             agency,
             case_reference,
@@ -359,6 +622,60 @@ pub async fn run(args: OversightArgs) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// `amounts`: one page, or with --all every page as one table; the token for the next page
+/// otherwise, like `list`.
+async fn amounts_report(
+    client: &mut OversightServiceClient<tonic::transport::Channel>,
+    out: render::Out,
+    args: &AmountsArgs,
+) -> anyhow::Result<()> {
+    let by = args.by.name();
+    let mut token = args.page_token.clone().unwrap_or_default();
+    let mut rows = Vec::new();
+    loop {
+        let page = client.get_amounts(args.request(token)).await?.into_inner();
+        if out.json {
+            for r in &page.rows {
+                out.emit(
+                    String::new,
+                    || json!({ "event": "amount", "amount": report::amount_json(by, r) }),
+                )?;
+            }
+        } else {
+            rows.extend(page.rows);
+        }
+        token = page.next_page_token;
+        if token.is_empty() || !args.all {
+            break;
+        }
+    }
+    if !out.json {
+        let window = args.window.text();
+        // A total only when the table holds every row of the window.
+        let whole = token.is_empty() && args.page_token.is_none();
+        out.emit(
+            || {
+                if rows.is_empty() {
+                    format!("no stop-payments or freezes accepted {window}")
+                } else {
+                    format!(
+                        "stop-payments and freezes accepted {window}, by {by}\n\n{}",
+                        report::amounts_table(by, &rows, whole)
+                    )
+                }
+            },
+            || json!({}),
+        )?;
+    }
+    if token.is_empty() {
+        return Ok(());
+    }
+    out.emit(
+        || format!("more: repeat with --page-token {token}"),
+        || json!({ "event": "next_page", "next_page_token": token }),
+    )
 }
 
 /// The decision `appeal decide` sends; clap has already enforced exactly one of --upheld and
@@ -461,6 +778,69 @@ mod tests {
         ] {
             assert!(decide(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn parse(args: &[&str]) -> Result<OversightCommand, clap::Error> {
+        let argv = ["oversight"].into_iter().chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn reports_take_a_window() {
+        let OversightCommand::Amounts(a) = parse(&[
+            "amounts",
+            "--by",
+            "day",
+            "--from",
+            "2026-11-28T08:00:00+08:00",
+            "--page-size",
+            "2",
+            "--all",
+        ])
+        .unwrap() else {
+            panic!("amounts expected")
+        };
+        let r = a.request("2026-11-27".into());
+        assert_eq!(r.group_by, AmountGrouping::Day as i32);
+        assert_eq!((r.page_size, r.page_token.as_str()), (2, "2026-11-27"));
+        let w = r.window.unwrap();
+        assert_eq!(
+            w.from.map(|t| time::format(&t)).as_deref(),
+            Some("2026-11-28T00:00:00Z")
+        );
+        assert_eq!(w.to, None);
+        assert!(a.all);
+        for by in ["case", "institution"] {
+            assert!(parse(&["amounts", "--by", by]).is_ok(), "{by}");
+        }
+        assert!(parse(&["amounts"]).is_err());
+        assert!(parse(&["amounts", "--by", "week"]).is_err());
+        let OversightCommand::Stats(s) = parse(&["stats", "--institution", "ICBC"]).unwrap() else {
+            panic!("stats expected")
+        };
+        // No bounds: no window at all, which the hub reads as all time.
+        assert_eq!(s.window.to_proto(), None);
+        assert_eq!(s.window.text(), "any time");
+        assert!(parse(&["stats", "--to", "2026-11-28"]).is_err());
+        assert!(
+            parse(&[
+                "blacklist",
+                "--from",
+                "2026-11-01T00:00:00Z",
+                "--to",
+                "2026-12-01T00:00:00Z"
+            ])
+            .is_ok()
+        );
+        assert!(matches!(
+            parse(&["overdue", "--institution", "CCB"]).unwrap(),
+            OversightCommand::Overdue { institution: Some(i) } if i == "CCB"
+        ));
+        assert!(matches!(
+            parse(&["case", "--agency", "PSB-SZ", "SZ-1"]).unwrap(),
+            OversightCommand::Case { agency, case_reference } if agency == "PSB-SZ" && case_reference == "SZ-1"
+        ));
+        assert!(parse(&["case", "SZ-1"]).is_err());
     }
 
     #[test]

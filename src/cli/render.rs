@@ -586,10 +586,16 @@ pub fn instruction_line(i: &pb::Instruction) -> String {
     let notes = if notes.is_empty() {
         String::new()
     } else {
-        format!("  [{}]", notes.join("; "))
+        format!("[{}]", notes.join("; "))
     };
+    // Two spaces between the parts that are there, none for those that are not.
+    let tail = [answer, notes]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("  ");
     let line = format!(
-        "{:<14} {:<17} {:<14} {:<8} {:<20} {:>12} fen  {answer}{notes}",
+        "{:<14} {:<17} {:<14} {:<8} {:<20} {:>12} fen  {tail}",
         i.instruction_id,
         state_name(i.state),
         action_name(i.action),
@@ -1265,6 +1271,19 @@ mod tests {
             ..i.clone()
         };
         assert!(instruction_line(&lapsed).contains("lapsed at 1970-01-03T00:00:00Z"));
+        // Unanswered with notes: the notes two spaces after the amount, as after an answer.
+        let overdue = pb::Instruction {
+            state: pb::InstructionState::Overdue as i32,
+            acknowledgement: None,
+            effective_until: None,
+            overdue_at: Some(time::from_millis(0)),
+            ..i.clone()
+        };
+        let line = instruction_line(&overdue);
+        assert!(
+            line.ends_with(" 0 fen  [overdue since 1970-01-01T00:00:00Z]"),
+            "{line}"
+        );
         let detail = instruction_detail(&i);
         assert!(
             detail.contains("in force until 1970-01-03T00:00:00Z"),

@@ -271,7 +271,12 @@ impl Simulator {
         missing: i64,
         now: Timestamp,
     ) -> Vec<pb::OnwardTransfer> {
-        if missing <= 0 || i.depth.max(1) > self.onward_depth {
+        // A freeze that follows a stop sees the same money: its transfers were reported with
+        // the stop already, and reporting them again would count them twice.
+        if missing <= 0
+            || i.depth.max(1) > self.onward_depth
+            || !i.references_instruction_id.is_empty()
+        {
             return Vec::new();
         }
         let victim_time = i

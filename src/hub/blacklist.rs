@@ -52,6 +52,17 @@ impl Writer {
                 .remove(TreeId::BlacklistLog, old.to_be_bytes().to_vec());
         }
         batch.must_sync = true;
+        batch.blacklist_delta += match kind {
+            ChangeKind::Listed => 1,
+            ChangeKind::Extended => 0,
+            ChangeKind::Delisted | ChangeKind::Lapsed => -1,
+        };
+        let count = self.blacklist_in_force + batch.blacklist_delta;
+        batch.writes.put_raw(
+            TreeId::Meta,
+            super::BLACKLIST_IN_FORCE.as_bytes().to_vec(),
+            count.to_be_bytes().to_vec(),
+        );
         batch.audit_items.push(AuditItem::new(
             "blacklist",
             entry.subject.key(),

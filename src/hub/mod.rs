@@ -24,8 +24,12 @@ use crate::domain::instruction::{InstructionRecord, Outcome};
 use crate::domain::notice::{NewFollowUp, NewNotice, NoticeRecord};
 use crate::domain::policy::Policy;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::participants::Registry;
 use crate::store::CheckRecord;
+
+/// The `meta` counter of blacklist entries in force.
+pub(crate) const BLACKLIST_IN_FORCE: &str = "blacklist_in_force";
 use crate::store::Store;
 
 /// Limits and the time rules.
@@ -179,6 +183,7 @@ pub struct Hub {
     blacklist_watermark: Arc<watch::Sender<u64>>,
     /// The last durable audit position, for audit streams.
     audit_watermark: Arc<watch::Sender<u64>>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
@@ -205,6 +210,27 @@ impl Hub {
         clock: SharedClock,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Hub>, WriterHandle)> {
+        Self::start_with_metrics(store, registry, config, clock, shutdown, Arc::default())
+    }
+
+    pub fn start_with_metrics(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        config: HubConfig,
+        clock: SharedClock,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Hub>, WriterHandle)> {
+        let open = store.open_per_institution()?;
+        metrics.set_open(
+            registry
+                .institutions()
+                .map(|i| (i.code.clone(), open.get(&i.code).copied().unwrap_or(0))),
+        );
+        let blacklist_in_force = store.counter(BLACKLIST_IN_FORCE)?;
+        metrics
+            .blacklist_in_force
+            .store(blacklist_in_force, std::sync::atomic::Ordering::Relaxed);
         let mut next_seq = HashMap::new();
         let mut watermarks = HashMap::new();
         for institution in registry.institutions() {
@@ -233,6 +259,9 @@ impl Hub {
             blacklist_watermark: blacklist_watermark.clone(),
             audit_head,
             audit_watermark: audit_watermark.clone(),
+            metrics: metrics.clone(),
+            open,
+            blacklist_in_force,
         };
         let thread = std::thread::Builder::new()
             .name("stophub-writer".into())
@@ -249,6 +278,7 @@ impl Hub {
             timers_changed,
             blacklist_watermark,
             audit_watermark,
+            metrics,
             shutdown,
         });
         Ok((
@@ -332,6 +362,10 @@ impl Hub {
             reply,
         })
         .await
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn audit_watermark(&self) -> watch::Receiver<u64> {

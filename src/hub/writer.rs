@@ -47,6 +47,11 @@ pub(super) struct Writer {
     /// The audit chain's last committed (position, hash), and its watchers.
     pub audit_head: (u64, String),
     pub audit_watermark: Arc<watch::Sender<u64>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Instructions awaiting an answer, per institution, as committed.
+    pub open: HashMap<String, i64>,
+    /// Blacklist entries in force, as committed (kept in the `meta` tree).
+    pub blacklist_in_force: i64,
 }
 
 /// A reply held back until the batch is durable.
@@ -78,6 +83,11 @@ pub(super) struct Batch {
     pub(super) blacklist_version: Option<u64>,
     /// What the current command changed, for its audit record.
     pub(super) audit_items: Vec<AuditItem>,
+    /// Changes of the open-instruction counts and of the blacklist count in this batch.
+    open_delta: HashMap<String, i64>,
+    pub(super) blacklist_delta: i64,
+    /// (action, state) entered, for the transition counters.
+    entered: Vec<(String, String)>,
     /// The audit chain's head after this batch's records, if it wrote any.
     audit_head: Option<(u64, String)>,
 }
@@ -93,6 +103,9 @@ struct Mark {
     blacklist_version: Option<u64>,
     audit_items: usize,
     audit_head: Option<(u64, String)>,
+    open_delta: HashMap<String, i64>,
+    blacklist_delta: i64,
+    entered: usize,
 }
 
 impl Batch {
@@ -107,6 +120,9 @@ impl Batch {
             blacklist_version: self.blacklist_version,
             audit_items: self.audit_items.len(),
             audit_head: self.audit_head.clone(),
+            open_delta: self.open_delta.clone(),
+            blacklist_delta: self.blacklist_delta,
+            entered: self.entered.len(),
         }
     }
 
@@ -120,6 +136,9 @@ impl Batch {
         self.blacklist_version = mark.blacklist_version;
         self.audit_items.truncate(mark.audit_items);
         self.audit_head = mark.audit_head;
+        self.open_delta = mark.open_delta;
+        self.blacklist_delta = mark.blacklist_delta;
+        self.entered.truncate(mark.entered);
     }
 
     /// Reads through the staged writes to the store.
@@ -313,10 +332,20 @@ impl Writer {
                 if let Some(head) = batch.audit_head.take() {
                     self.audit_head = head;
                 }
+                for (institution, d) in batch.open_delta.drain() {
+                    *self.open.entry(institution).or_default() += d;
+                }
+                self.blacklist_in_force += batch.blacklist_delta;
+                for (action, state) in batch.entered.drain(..) {
+                    self.metrics.transition(&action, &state);
+                }
             }
             let done = committed.and_then(|()| {
                 if batch.must_sync {
-                    self.store.sync()
+                    let t = std::time::Instant::now();
+                    let synced = self.store.sync();
+                    self.metrics.store_sync.observe(t.elapsed());
+                    synced
                 } else {
                     Ok(())
                 }
@@ -440,6 +469,12 @@ impl Writer {
         let v = self.blacklist_version;
         self.blacklist_watermark
             .send_if_modified(|cur| std::mem::replace(cur, v) != v);
+        self.metrics
+            .set_open(self.open.iter().map(|(k, v)| (k.clone(), *v)));
+        self.metrics.blacklist_in_force.store(
+            self.blacklist_in_force,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let a = self.audit_head.0;
         self.audit_watermark
             .send_if_modified(|cur| std::mem::replace(cur, a) != a);
@@ -464,6 +499,17 @@ impl Writer {
         match instruction::apply(rec, event, self.clock.now(), &self.config.policy)? {
             Applied::Changed(next) => {
                 batch.put_instruction(&next);
+                if next.state != rec.state {
+                    batch
+                        .entered
+                        .push((format!("{:?}", next.action), format!("{:?}", next.state)));
+                }
+                if rec.state.awaiting_answer() && !next.state.awaiting_answer() {
+                    *batch
+                        .open_delta
+                        .entry(next.institution().to_owned())
+                        .or_default() -= 1;
+                }
                 Ok(Some(*next))
             }
             Applied::Unchanged => Ok(None),
@@ -521,6 +567,10 @@ impl Writer {
         batch.case_keys.push(case_key);
         batch.timer(rec.answer_due_at, TimerKind::AnswerDue, &id, None);
         batch.put_instruction(&rec);
+        batch
+            .entered
+            .push((format!("{:?}", rec.action), "Pending".to_owned()));
+        *batch.open_delta.entry(institution.clone()).or_default() += 1;
         Ok(rec)
     }
 

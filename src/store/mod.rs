@@ -41,9 +41,11 @@ pub enum TreeId {
     Appeals = 10,
     /// Audit position (u64 BE) -> `AuditRecord`, a hash chain.
     Audit = 11,
+    /// Counters kept exact in the same commits as the changes they count (i64 BE).
+    Meta = 12,
 }
 
-const TREE_NAMES: [&str; 12] = [
+const TREE_NAMES: [&str; 13] = [
     "notices",
     "instructions",
     "requests",
@@ -56,6 +58,7 @@ const TREE_NAMES: [&str; 12] = [
     "checks",
     "appeals",
     "audit",
+    "meta",
 ];
 
 /// What a delivery-log entry tells the institution.
@@ -396,6 +399,28 @@ impl Store {
             Some((k, _)) => keys::parse_timer(&k).map(|t| t.0),
             None => None,
         })
+    }
+
+    /// A counter from the `meta` tree, 0 if unset.
+    pub fn counter(&self, name: &str) -> Result<i64> {
+        Ok(self
+            .tree(TreeId::Meta)
+            .get(name.as_bytes())?
+            .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Instructions awaiting an answer, per institution (a scan of keys only).
+    pub fn open_per_institution(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let mut out = std::collections::HashMap::new();
+        for key in self.tree(TreeId::Unacked).iter().keys() {
+            let key = key?;
+            if let Some(end) = key.iter().position(|b| *b == 0) {
+                *out.entry(String::from_utf8_lossy(&key[..end]).into_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// The newest blacklist version in the change log, 0 if none.

@@ -26,6 +26,7 @@ pub struct TestHub {
     pub addr: std::net::SocketAddr,
     pub clock: ManualClock,
     config: HubConfig,
+    pub metrics_addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), stophub::server::ServerError>>>,
 }
@@ -64,6 +65,10 @@ impl TestHub {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        // A free port for the metrics endpoint (released here, bound again by the hub).
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("metrics port");
         let certs = dir.path().join("certs");
         let options = ServeOptions {
             data_dir: dir.path().join("data"),
@@ -74,6 +79,7 @@ impl TestHub {
             },
             participants: dir.path().join("participants.toml"),
             hub: config.clone(),
+            metrics_listen: Some(metrics_addr),
             grace: Duration::from_secs(5),
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -90,6 +96,7 @@ impl TestHub {
             addr,
             clock,
             config,
+            metrics_addr,
             stop: Some(stop),
             task: Some(task),
         }
