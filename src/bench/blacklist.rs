@@ -179,6 +179,8 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args([
             "serve",
+            "--metrics-listen",
+            "off",
             "--checks-per-second",
             "1000000000",
             "--listen",
