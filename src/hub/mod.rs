@@ -8,6 +8,7 @@
 //! costs one fsync per batch, not per request. Reads go straight to the store from any task.
 
 mod blacklist;
+mod lifecycle;
 mod writer;
 
 use std::collections::HashMap;
