@@ -61,9 +61,19 @@ async fn run(hub: &Hub, tx: &Tx, from_version: u64) -> Result<(), Option<Error>>
                 .store()
                 .blacklist_changes(cursor, upto, PAGE)
                 .map_err(Some)?;
-            let Some(last) = changes.last().map(|c| c.version) else {
-                break;
-            };
+            // The log is bounded: if the next version was trimmed while this subscriber fell
+            // behind, replaying would skip changes; a fresh snapshot is the only safe answer.
+            if changes.first().map(|c| c.version) != Some(cursor + 1) {
+                tracing::warn!(
+                    cursor,
+                    upto,
+                    "blacklist subscriber fell behind the change log: fresh snapshot"
+                );
+                snapshot(hub, tx, upto).await?;
+                cursor = upto;
+                continue;
+            }
+            let last = changes.last().map_or(cursor, |c| c.version);
             for c in &changes {
                 send(tx, convert::change_to_proto(c)).await?;
             }
@@ -108,7 +118,12 @@ async fn snapshot(hub: &Hub, tx: &Tx, version: u64) -> Result<(), Option<Error>>
             .map_err(Some)?;
         let Some(last) = page.last() else { break };
         after = last.subject.key();
-        for e in page.iter().filter(|e| e.state == ListingState::Listed) {
+        // Entries newer than the snapshot's version may not be durable yet: they come as
+        // changes, replayed from that version once they are.
+        for e in page
+            .iter()
+            .filter(|e| e.state == ListingState::Listed && e.version <= version)
+        {
             send(
                 tx,
                 SyncBlacklistResponse {

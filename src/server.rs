@@ -147,8 +147,10 @@ pub async fn run(
     let signal = {
         let token = token.clone();
         async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: closing streams and draining");
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutdown requested: closing streams and draining"),
+                _ = token.cancelled() => tracing::error!("the store failed: closing streams and stopping"),
+            }
             token.cancel();
         }
     };
@@ -177,7 +179,14 @@ pub async fn run(
     token.cancel();
     let _ = timer_task.await;
     // Everything a caller was answered for is durable already; this syncs the rest.
+    let failed = writer.failed();
     writer.stop().await;
+    if failed {
+        return Err(ServerError::Store(crate::error::Error::Store(
+            "a sync to stable storage failed: the hub stopped; restart it to recover from disk"
+                .into(),
+        )));
+    }
     tracing::info!("stophub stopped");
     result
 }

@@ -467,46 +467,59 @@ impl Writer {
             batch.writes.remove(TreeId::Timers, timer.key.clone());
             batch.must_sync = true;
             fired += 1;
-            if timer.kind == Some(TimerKind::ListingEnd) {
-                self.end_listing(&timer.instruction_id, batch)?;
-                continue;
-            }
-            let Some(rec) = self.instruction(batch, &timer.instruction_id)? else {
-                continue;
-            };
-            match timer.kind {
-                Some(TimerKind::AnswerDue) => {
-                    if let Some(next) = self.transition(batch, &rec, &Event::AnswerDeadline)? {
-                        self.notify_institution(batch, &next, DeliveryKind::OverdueReminder)?;
-                        tracing::warn!(instruction_id = %next.instruction_id, institution = %next.institution(), "answer overdue: escalated");
-                    }
+            // Each timer on its own: one that cannot take effect (its institution left the
+            // registry, say) is dropped and logged, and does not hold up every other timer.
+            let mark = batch.mark();
+            if let Err(e) = self.fire_one(batch, &timer) {
+                batch.rollback(mark);
+                if matches!(e, Error::Store(_)) {
+                    return Err(e);
                 }
-                Some(TimerKind::TermEnd) => {
-                    if let Some(next) = self.transition(batch, &rec, &Event::TermEnded)? {
-                        self.notify_institution(batch, &next, DeliveryKind::Lapsed)?;
-                        tracing::info!(instruction_id = %next.instruction_id, action = ?next.action, "term ended: lapsed");
-                    }
-                }
-                Some(TimerKind::RenewalReminder) => {
-                    let expected = self
-                        .store
-                        .tree(TreeId::Timers)
-                        .get(&timer.key)?
-                        .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes));
-                    if rec.state.holding() && rec.effective_until.map(|t| t.millis()) == expected {
-                        batch.events.push(Change {
-                            record: rec.clone(),
-                            kind: ChangeKind::RenewalReminder,
-                        });
-                        tracing::info!(instruction_id = %rec.instruction_id, "renewal reminder");
-                    }
-                }
-                Some(TimerKind::ListingEnd) | None => {
-                    tracing::warn!(key = ?timer.key, "unknown timer kind; dropped")
-                }
+                tracing::error!(key = ?timer.key, error = %e, "a timer could not take effect; dropped");
             }
         }
         Ok(fired)
+    }
+
+    fn fire_one(&mut self, batch: &mut Batch, timer: &crate::store::Timer) -> Result<()> {
+        if timer.kind == Some(TimerKind::ListingEnd) {
+            return self.end_listing(&timer.instruction_id, batch);
+        }
+        let Some(rec) = self.instruction(batch, &timer.instruction_id)? else {
+            return Ok(());
+        };
+        match timer.kind {
+            Some(TimerKind::AnswerDue) => {
+                if let Some(next) = self.transition(batch, &rec, &Event::AnswerDeadline)? {
+                    self.notify_institution(batch, &next, DeliveryKind::OverdueReminder)?;
+                    tracing::warn!(instruction_id = %next.instruction_id, institution = %next.institution(), "answer overdue: escalated");
+                }
+            }
+            Some(TimerKind::TermEnd) => {
+                if let Some(next) = self.transition(batch, &rec, &Event::TermEnded)? {
+                    self.notify_institution(batch, &next, DeliveryKind::Lapsed)?;
+                    tracing::info!(instruction_id = %next.instruction_id, action = ?next.action, "term ended: lapsed");
+                }
+            }
+            Some(TimerKind::RenewalReminder) => {
+                let expected = self
+                    .store
+                    .tree(TreeId::Timers)
+                    .get(&timer.key)?
+                    .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes));
+                if rec.state.holding() && rec.effective_until.map(|t| t.millis()) == expected {
+                    batch.events.push(Change {
+                        record: rec.clone(),
+                        kind: ChangeKind::RenewalReminder,
+                    });
+                    tracing::info!(instruction_id = %rec.instruction_id, "renewal reminder");
+                }
+            }
+            Some(TimerKind::ListingEnd) | None => {
+                tracing::warn!(key = ?timer.key, "unknown timer kind; dropped")
+            }
+        }
+        Ok(())
     }
 }
 

@@ -192,9 +192,15 @@ pub struct Hub {
 pub struct WriterHandle {
     commands: mpsc::Sender<Command>,
     thread: JoinHandle<()>,
+    poisoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WriterHandle {
+    /// Whether a sync failed (the hub stopped taking work and must restart).
+    pub fn failed(&self) -> bool {
+        self.poisoned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Processes everything already queued, syncs it, and stops the writer.
     pub async fn stop(self) {
         let _ = self.commands.send(Command::Stop).await;
@@ -246,6 +252,7 @@ impl Hub {
         let blacklist_version = store.blacklist_version()?;
         let blacklist_watermark = Arc::new(watch::Sender::new(blacklist_version));
         let audit_head = crate::audit::head(&store)?;
+        let poisoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let audit_watermark = Arc::new(watch::Sender::new(audit_head.0));
         let writer = writer::Writer {
             store: store.clone(),
@@ -261,6 +268,8 @@ impl Hub {
             audit_head,
             audit_watermark: audit_watermark.clone(),
             metrics: metrics.clone(),
+            poisoned: poisoned.clone(),
+            shutdown: shutdown.clone(),
             open,
             blacklist_in_force,
         };
@@ -287,6 +296,7 @@ impl Hub {
             WriterHandle {
                 commands: tx,
                 thread,
+                poisoned,
             },
         ))
     }

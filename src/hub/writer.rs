@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::participants::Registry;
 use crate::store::{DeliveryKind, OutboxEntry, Store, TimerKind, TreeId, Writes, decode, keys};
 
-/// Timers fired per command, so one late wake-up cannot make a giant batch.
-pub(super) const TIMERS_PER_FIRE: usize = 1024;
+/// Timers fired per command, so one late wake-up cannot make a giant batch (nor an audit
+/// record large enough for sled to store it as a separate blob file).
+pub(super) const TIMERS_PER_FIRE: usize = 256;
 
 pub(super) struct Writer {
     pub store: Arc<Store>,
@@ -41,6 +42,9 @@ pub(super) struct Writer {
     pub audit_head: (u64, String),
     pub audit_watermark: Arc<watch::Sender<u64>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set when a sync failed: nothing more is committed, and the hub shuts down.
+    pub poisoned: Arc<std::sync::atomic::AtomicBool>,
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Instructions awaiting an answer, per institution, as committed.
     pub open: HashMap<String, i64>,
     /// Blacklist entries in force, as committed (kept in the `meta` tree).
@@ -86,7 +90,7 @@ pub(super) struct Batch {
 }
 
 /// Where a batch stood before a command, to undo that command's staging if it fails.
-struct Mark {
+pub(super) struct Mark {
     writes: usize,
     seqs: HashMap<String, u64>,
     case_keys: usize,
@@ -102,7 +106,7 @@ struct Mark {
 }
 
 impl Batch {
-    fn mark(&self) -> Mark {
+    pub(super) fn mark(&self) -> Mark {
         Mark {
             writes: self.writes.len(),
             seqs: self.seqs.clone(),
@@ -119,7 +123,7 @@ impl Batch {
         }
     }
 
-    fn rollback(&mut self, mark: Mark) {
+    pub(super) fn rollback(&mut self, mark: Mark) {
         self.writes.truncate(mark.writes);
         self.seqs = mark.seqs;
         self.case_keys.truncate(mark.case_keys);
@@ -314,8 +318,15 @@ impl Writer {
                 }
             }
             let applied_us = started.elapsed().as_micros() as u64;
-            // Delivery marks alone are not worth an fsync: they ride with the next one.
-            let committed = self.store.commit(&batch.writes);
+            // Nothing is committed once a sync has failed: the store's state on disk is then
+            // unknown, and only a restart (recovery from disk) can say what survived.
+            let committed = if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(Error::Store(
+                    "an earlier sync failed; the hub must restart".into(),
+                ))
+            } else {
+                self.store.commit(&batch.writes)
+            };
             if committed.is_ok() {
                 // Applied in the store: these sequences are taken whatever the sync does.
                 self.next_seq.extend(std::mem::take(&mut batch.seqs));
@@ -333,16 +344,25 @@ impl Writer {
                     self.metrics.transition(&action, &state);
                 }
             }
-            let done = committed.and_then(|()| {
-                if batch.must_sync {
+            let done = match &committed {
+                Ok(()) if batch.must_sync => {
                     let t = std::time::Instant::now();
                     let synced = self.store.sync();
                     self.metrics.store_sync.observe(t.elapsed());
+                    if synced.is_err() {
+                        // Committed but maybe not on disk: stop taking work and shut the hub
+                        // down, so that recovery from disk decides what survived.
+                        self.poisoned
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        self.shutdown.cancel();
+                    }
                     synced
-                } else {
-                    Ok(())
                 }
-            });
+                Ok(()) => Ok(()),
+                // The commit failed: a refusal in this batch may rest on a write that never
+                // happened, so every answer becomes UNAVAILABLE.
+                Err(e) => Err(Error::Store(e.to_string())),
+            };
             tracing::debug!(
                 commands = pending.len(),
                 applied_us,
@@ -353,29 +373,31 @@ impl Writer {
                 tracing::error!(error = %e, "commit or sync failed; answering the batch with UNAVAILABLE");
             }
             // Wake streams and watchers before answering, so that a caller who has its answer
-            // finds its change everywhere (a bank that subscribes next sees it).
+            // finds its change everywhere (a bank that subscribes next sees it). Only what is
+            // durable is published.
             if done.is_ok() {
                 self.publish(batch.events);
                 if batch.timers_added {
                     self.timers_changed.notify_one();
                 }
             }
+            let commit_failed = committed.is_err();
             for p in pending {
                 match p {
                     Pending::Submit(reply, result) => {
-                        let _ = reply.send(after_sync(*result, &done));
+                        let _ = reply.send(answer(after_sync(*result, &done), commit_failed));
                     }
                     Pending::Ack(reply, result) => {
-                        let _ = reply.send(after_sync(*result, &done));
+                        let _ = reply.send(answer(after_sync(*result, &done), commit_failed));
                     }
                     Pending::Fired(reply, result) => {
-                        let _ = reply.send(after_sync(result, &done));
+                        let _ = reply.send(answer(after_sync(result, &done), commit_failed));
                     }
                     Pending::Listing(reply, result) => {
-                        let _ = reply.send(after_sync(*result, &done));
+                        let _ = reply.send(answer(after_sync(*result, &done), commit_failed));
                     }
                     Pending::Appeal(reply, result) => {
-                        let _ = reply.send(after_sync(*result, &done));
+                        let _ = reply.send(answer(after_sync(*result, &done), commit_failed));
                     }
                 }
             }
@@ -607,6 +629,16 @@ impl Writer {
             }
         }
         ids.iter().map(|id| self.existing(batch, id)).collect()
+    }
+}
+
+/// When the commit failed, every answer of the batch is UNAVAILABLE (a refusal may rest on a
+/// staged write that never happened).
+fn answer<T>(r: Result<T>, commit_failed: bool) -> Result<T> {
+    if commit_failed {
+        Err(Error::Store("the batch could not be committed".into()))
+    } else {
+        r
     }
 }
 
