@@ -42,6 +42,8 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Exit 0 when the hub answers its gRPC health check (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// A police scenario for demos and the compose test: submit, watch, check every outcome.
+    Scenario(cli::scenario::ScenarioArgs),
     /// Measure durable submissions per second and their latency (starts its own hub by default).
     Bench(stophub::bench::BenchArgs),
     /// Measure the durable timers with many pending: fill, start-up time, memory, firing rate.
@@ -63,6 +65,9 @@ enum CertsCommand {
         /// Extra host names or IPs for the hub's certificate (localhost and 127.0.0.1 are always in).
         #[arg(long = "host", env = "STOPHUB_DEV_HOSTS", value_delimiter = ',')]
         hosts: Vec<String>,
+        /// Keep a set that is already there (a CA and the hub's certificate) instead of minting anew.
+        #[arg(long)]
+        if_missing: bool,
     },
 }
 
@@ -106,13 +111,22 @@ fn main() -> ExitCode {
                         out,
                         participants,
                         hosts,
+                        if_missing,
                     },
-            } => certs_dev(&out, participants.as_deref(), &hosts).map(|()| ExitCode::SUCCESS),
+            } => {
+                if if_missing && certs::dev_set_present(&out) {
+                    println!("kept the certificates in {}", out.display());
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    certs_dev(&out, participants.as_deref(), &hosts).map(|()| ExitCode::SUCCESS)
+                }
+            }
             Command::Police(args) => cli::police(args).await,
             Command::Bank(args) => cli::bank(args).await,
             Command::Oversight(args) => cli::oversight(args).await,
             Command::Audit(args) => cli::audit::run(args),
             Command::Healthcheck(args) => healthcheck(args).await,
+            Command::Scenario(args) => cli::scenario::run(args).await,
             Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::BenchTimers(args) => stophub::bench::timers::run(args)
                 .await

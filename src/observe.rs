@@ -83,7 +83,12 @@ where
                 Err(_) => "TRANSPORT_ERROR",
             };
             metrics.request(&method, code, took);
-            tracing::info!(caller = %who, %method, code, micros = took.as_micros() as u64, "request");
+            // Health checks come every few seconds from container runtimes: not worth a line.
+            if method.starts_with("/grpc.health.") {
+                tracing::debug!(caller = %who, %method, code, micros = took.as_micros() as u64, "request");
+            } else {
+                tracing::info!(caller = %who, %method, code, micros = took.as_micros() as u64, "request");
+            }
             result
         })
     }

@@ -23,6 +23,7 @@ mod mirror;
 mod oversight;
 mod police;
 mod render;
+pub mod scenario;
 mod sim;
 mod sync;
 mod time;
