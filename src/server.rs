@@ -97,18 +97,20 @@ pub async fn run(
         metrics.clone(),
     )?;
     if let Some(addr) = options.metrics_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|cause| ServerError::Tls {
-                path: format!("metrics address {addr}"),
-                cause,
-            })?;
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics at /metrics");
-        tokio::spawn(crate::metrics::serve(
-            listener,
-            metrics.clone(),
-            token.clone(),
-        ));
+        // Metrics are for operators: a busy metrics port must not keep the hub from serving.
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics at /metrics");
+                tokio::spawn(crate::metrics::serve(
+                    listener,
+                    metrics.clone(),
+                    token.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot serve metrics; serving without them")
+            }
+        }
     }
     let timer_task = tokio::spawn(crate::timers::run(hub.clone()));
 
