@@ -43,18 +43,15 @@ async fn instruction_count(hub: &TestHub) -> usize {
 #[tokio::test]
 async fn a_bank_cannot_answer_another_banks_instruction() {
     let hub = TestHub::start().await;
-    let mut police = hub.police("PSB-SZ").await;
-    let n = police
-        .submit_notice(notice(
+    let n = submit(
+        &hub,
+        notice(
             &hub,
             "req-a",
             vec![suspect("ICBC", "6222020000001111", 1_000)],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .notice
-        .unwrap();
+        ),
+    )
+    .await;
     let id = n.instructions[0].instruction_id.clone();
     let mut ccb = hub.bank("CCB").await;
     let err = ccb
@@ -82,18 +79,15 @@ async fn a_bank_cannot_answer_another_banks_instruction() {
 #[tokio::test]
 async fn a_police_agency_sees_only_its_own_notices() {
     let hub = TestHub::start().await;
-    let mut city = hub.police("PSB-SZ").await;
-    let n = city
-        .submit_notice(notice(
+    let n = submit(
+        &hub,
+        notice(
             &hub,
             "req-own",
             vec![suspect("ICBC", "6222020000001111", 1_000)],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .notice
-        .unwrap();
+        ),
+    )
+    .await;
     let mut county = hub.police("PSB-SZ-NS").await;
     let err = county
         .get_notice(GetNoticeRequest {

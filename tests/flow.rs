@@ -367,18 +367,15 @@ async fn unacknowledged_instructions_come_again_and_resume_skips_what_was_acknow
 #[tokio::test]
 async fn acknowledgements_are_idempotent_and_a_different_answer_is_refused() {
     let hub = TestHub::start().await;
-    let mut police = hub.police("PSB-SZ").await;
-    let n = police
-        .submit_notice(notice(
+    let n = submit(
+        &hub,
+        notice(
             &hub,
             "req-ack",
             vec![suspect("ICBC", "6222020000004444", 10_000)],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .notice
-        .unwrap();
+        ),
+    )
+    .await;
     let id = n.instructions[0].instruction_id.clone();
     let mut bank = hub.bank("ICBC").await;
     let now = now_ms(&hub);

@@ -287,18 +287,15 @@ async fn every_invalid_notice_is_refused_naming_the_field_and_nothing_is_stored(
 #[tokio::test]
 async fn invalid_acknowledgements_are_refused_and_change_nothing() {
     let hub = TestHub::start().await;
-    let mut police = hub.police("PSB-SZ").await;
-    let n = police
-        .submit_notice(notice(
+    let n = submit(
+        &hub,
+        notice(
             &hub,
             "req-ack-bad",
             vec![suspect("ICBC", "6222020000001111", 10_000)],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .notice
-        .unwrap();
+        ),
+    )
+    .await;
     let id = n.instructions[0].instruction_id.clone();
     let now = now_ms(&hub);
     let exec = |held: i64, balance: i64, at: Option<i64>| {

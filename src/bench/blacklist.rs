@@ -85,19 +85,6 @@ fn fill(dir: &Path, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rss_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -216,7 +203,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
         "hub serving after {:.2} s over {} entries; resident memory {:.0} MiB",
         started.elapsed().as_secs_f64(),
         args.entries,
-        rss_of(pid)
+        super::rss_mib_of(pid)
     );
     let mut channels = vec![first];
     for _ in 1..args.connections.max(1) {
@@ -241,7 +228,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         percentile(&lat, 0.999),
-        rss_of(pid)
+        super::rss_mib_of(pid)
     );
     // A full snapshot to one syncing bank, with checks going on meanwhile.
     let done = Arc::new(AtomicU64::new(0));
@@ -273,7 +260,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
             Ok(SyncKind::SnapshotEntry) => {
                 count += 1;
                 if count % 1_000_000 == 0 {
-                    peak = peak.max(rss_of(pid));
+                    peak = peak.max(super::rss_mib_of(pid));
                 }
             }
             Ok(SyncKind::SnapshotEnd) => break,
@@ -289,8 +276,8 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
         during.len(),
         percentile(&during, 0.5),
         percentile(&during, 0.99),
-        peak.max(rss_of(pid)),
-        rss_of(pid)
+        peak.max(super::rss_mib_of(pid)),
+        super::rss_mib_of(pid)
     );
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -157,6 +157,20 @@ fn notice(run: u64, n: u64, accounts: usize, institutions: &[String]) -> SubmitN
     }
 }
 
+/// Resident memory of process `pid`, in MiB (Linux; 0 where /proc cannot tell).
+pub fn rss_mib_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;

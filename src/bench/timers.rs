@@ -36,16 +36,7 @@ pub struct TimerBenchArgs {
 
 /// Resident memory of this process, in MiB (Linux).
 pub fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    super::rss_mib_of(std::process::id())
 }
 
 pub async fn run(args: TimerBenchArgs) -> anyhow::Result<()> {
@@ -145,7 +136,7 @@ async fn restart(dir: &std::path::Path, args: &TimerBenchArgs) -> anyhow::Result
         "resident memory:           {rss_empty:.0} MiB at process start, {rss_started:.0} MiB after start-up, {rss_fired:.0} MiB after firing"
     );
     println!(
-        "fired after restart:       {fired} in {:.2} s ({:.0}/s, in commands of up to 1024)",
+        "fired after restart:       {fired} in {:.2} s ({:.0}/s, in commands of up to 256)",
         firing.as_secs_f64(),
         fired as f64 / firing.as_secs_f64().max(1e-9)
     );
