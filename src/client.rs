@@ -66,6 +66,12 @@ pub async fn connect(url: &str, tls: &ClientTls) -> Result<Channel, ClientError>
         .domain_name(tls.server_name.clone());
     let endpoint = Endpoint::from_shared(url.to_owned())
         .and_then(|e| e.tls_config(config))
+        .map(|e| {
+            // A silent hub is noticed as quickly as the hub notices a silent client.
+            e.http2_keep_alive_interval(crate::server::KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(crate::server::KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+        })
         .map_err(|cause| ClientError::Url {
             url: url.to_owned(),
             cause,

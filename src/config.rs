@@ -85,6 +85,20 @@ pub struct ServeArgs {
     /// Blacklist subject checks allowed per institution per second.
     #[arg(long, env = "STOPHUB_CHECKS_PER_SECOND", default_value_t = 1000)]
     pub checks_per_second: u32,
+    /// Calls each caller (one certificate's organisation) may start per second; 0 for no limit.
+    #[arg(long, env = "STOPHUB_REQUESTS_PER_SECOND", default_value_t = HubConfig::default().callers.requests_per_second)]
+    pub requests_per_second: u32,
+    /// Streams (Subscribe, SyncBlacklist, WatchNotice, StreamAudit) each caller may hold open.
+    #[arg(long, env = "STOPHUB_MAX_STREAMS_PER_CALLER", default_value_t = HubConfig::default().callers.max_streams)]
+    pub max_streams_per_caller: usize,
+    /// Instructions an institution may have awaiting its answer before new notices for it are
+    /// refused (RESOURCE_EXHAUSTED, naming the institution).
+    #[arg(long, env = "STOPHUB_MAX_BACKLOG", default_value_t = HubConfig::default().max_backlog)]
+    pub max_backlog: u64,
+    /// Free disk space (MiB) kept in reserve on the data directory's filesystem: below it,
+    /// writes are refused with UNAVAILABLE until space returns; 0 to never refuse.
+    #[arg(long, env = "STOPHUB_MIN_FREE_MIB", default_value_t = HubConfig::default().min_free_bytes >> 20)]
+    pub min_free_mib: u64,
     /// Where to serve Prometheus metrics (plain HTTP, GET /metrics); "off" for nowhere.
     #[arg(long, env = "STOPHUB_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: String,
@@ -136,6 +150,9 @@ impl ServeArgs {
         if self.blacklist_log_retain == 0 || self.checks_per_second == 0 {
             return Err("--blacklist-log-retain and --checks-per-second must be > 0".into());
         }
+        if self.max_streams_per_caller == 0 || self.max_backlog == 0 {
+            return Err("--max-streams-per-caller and --max-backlog must be > 0".into());
+        }
         let pick = |given: &Option<PathBuf>, name: &str| {
             given.clone().unwrap_or_else(|| self.certs_dir.join(name))
         };
@@ -164,6 +181,12 @@ impl ServeArgs {
                 bases,
                 blacklist_log_retain: self.blacklist_log_retain,
                 checks_per_second: self.checks_per_second,
+                callers: crate::limits::CallerLimits {
+                    requests_per_second: self.requests_per_second,
+                    max_streams: self.max_streams_per_caller,
+                },
+                max_backlog: self.max_backlog,
+                min_free_bytes: self.min_free_mib << 20,
             },
             metrics_listen: match self.metrics_listen.as_str() {
                 "off" | "" => None,

@@ -26,6 +26,9 @@ pub enum Error {
     OutOfRange(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The hub cannot take writes now (its disk is nearly full); the request had no effect.
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed; the request had no effect.
     #[error("store: {0}")]
     Store(String),
@@ -68,7 +71,7 @@ impl From<Error> for Status {
                     "the hub's store is unavailable; nothing was changed, retry later",
                 );
             }
-            Error::ShuttingDown => Code::Unavailable,
+            Error::Unavailable(_) | Error::ShuttingDown => Code::Unavailable,
         };
         Status::new(code, e.to_string())
     }

@@ -11,7 +11,8 @@
 //! - [`watch`]: police watches of a notice. [`timers`]: the one task that fires due timers.
 //! - [`service`]: thin tonic handlers per audience, and [`service::convert`], the only place
 //!   proto and domain meet (and where input is validated).
-//! - [`auth`]: the client certificate -> caller; [`participants`]: the registry.
+//! - [`auth`]: the client certificate -> caller; [`participants`]: the registry;
+//!   [`limits`]: per-caller request rates and stream counts.
 //! - [`server`]: wiring, TLS, health, reflection, shutdown. [`certs`]: dev certificates.
 //! - [`clock`]: the one place the wall clock is read. [`client`]: a TLS client for the CLI,
 //!   tests and benchmarks. [`error`]: the one mapping to gRPC status codes.
@@ -29,6 +30,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod participants;

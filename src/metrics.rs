@@ -76,6 +76,10 @@ pub struct Metrics {
     open: Mutex<BTreeMap<String, i64>>,
     pub bank_streams: AtomicI64,
     pub blacklist_in_force: AtomicI64,
+    /// Free bytes on the store's filesystem at the last write (-1 before the first).
+    pub store_free_bytes: AtomicI64,
+    /// 1 while writes are refused because free space is below the reserve.
+    pub writes_refused: AtomicI64,
     pub timer_lag: Histogram,
     pub store_sync: Histogram,
 }
@@ -170,6 +174,16 @@ impl Metrics {
             out,
             "# HELP stophub_blacklist_entries Blacklist entries in force.\n# TYPE stophub_blacklist_entries gauge\nstophub_blacklist_entries {}",
             self.blacklist_in_force.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stophub_store_free_bytes Free space on the store's filesystem, at the last write.\n# TYPE stophub_store_free_bytes gauge\nstophub_store_free_bytes {}",
+            self.store_free_bytes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stophub_writes_refused 1 while writes are refused: free space is below the reserve.\n# TYPE stophub_writes_refused gauge\nstophub_writes_refused {}",
+            self.writes_refused.load(Ordering::Relaxed)
         );
         out.push_str("# HELP stophub_timer_lag_seconds How late timers fired after their due time.\n# TYPE stophub_timer_lag_seconds histogram\n");
         self.timer_lag

@@ -31,17 +31,14 @@ pub struct Observe<S> {
     metrics: Arc<Metrics>,
 }
 
-/// The caller named by the connection's client certificate, for logs.
-fn caller<B>(req: &http::Request<B>) -> String {
+/// The caller named by the connection's client certificate, as `role:org`; None without one.
+pub fn caller_key<B>(req: &http::Request<B>) -> Option<String> {
     req.extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(|info| info.peer_certs())
         .and_then(|certs| certs.first().cloned())
         .and_then(|leaf| crate::auth::identity_from_der(leaf.as_ref()).ok())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |c| format!("{}:{}", c.role.as_str(), c.org),
-        )
+        .map(|c| format!("{}:{}", c.role.as_str(), c.org))
 }
 
 impl<S, B, RB> Service<http::Request<B>> for Observe<S>
@@ -62,7 +59,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_owned();
-        let who = caller(&req);
+        let who = caller_key(&req).unwrap_or_else(|| "unknown".to_owned());
         let metrics = self.metrics.clone();
         // The ready service handles this request; a fresh clone waits for the next.
         let clone = self.inner.clone();

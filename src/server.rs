@@ -25,6 +25,12 @@ use crate::store::Store;
 /// Largest request or response message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// HTTP/2 pings on every connection this often; a peer that does not answer one within
+/// [`KEEPALIVE_TIMEOUT`] is dropped, so a silent peer is detected within 20 s and its streams
+/// (and their slots) are freed.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where the hub's TLS material is.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -157,10 +163,15 @@ pub async fn run(
         }
     };
     let serve = Server::builder()
-        .layer(crate::observe::ObserveLayer { metrics })
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(crate::observe::ObserveLayer { metrics })
+                .layer(crate::limits::LimitLayer::new(options.hub.callers))
+                .into_inner(),
+        )
         .tls_config(tls)?
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,35 +11,6 @@ use common::*;
 use stophub::proto::stophub::bank::v1::SubscribeRequest;
 use stophub::proto::stophub::common::v1 as pb;
 use stophub::proto::stophub::police::v1::ListSubjectRequest;
-
-/// GET /metrics, parsed into `name{labels}` -> value.
-async fn scrape(addr: std::net::SocketAddr) -> HashMap<String, f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut text))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').expect("name value");
-            (
-                k.to_owned(),
-                v.parse::<f64>()
-                    .unwrap_or_else(|_| panic!("not a number: {l}")),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn the_metrics_endpoint_reports_requests_backlogs_streams_and_the_blacklist() {

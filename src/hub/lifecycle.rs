@@ -2,6 +2,8 @@
 //! answers (with their terms, follow-ups and the chase of onward transfers), deliveries and
 //! timers. Every method stages into the batch; the writer's loop commits it.
 
+use std::collections::HashMap;
+
 use super::writer::{Batch, TIMERS_PER_FIRE, Writer};
 use super::{Acked, Change, ChangeKind, Submitted};
 use crate::audit::AuditItem;
@@ -186,6 +188,7 @@ impl Writer {
                 }
             }
         }
+        self.check_backlog(new, batch)?;
         let mut notice = NoticeRecord {
             notice_id: keys::notice_id(self.store.next_id()?),
             request_id: new.request_id.clone(),
@@ -217,6 +220,34 @@ impl Writer {
             instructions,
             replayed: false,
         })
+    }
+
+    /// Refuses a notice that would put an institution past its backlog limit: better a clear
+    /// refusal now (police can phone the bank) than an instruction queued behind thousands.
+    /// Renewals, releases and chases are never refused for this: they end or follow earlier
+    /// instructions.
+    fn check_backlog(&self, new: &NewNotice, batch: &Batch) -> Result<()> {
+        let mut adding: HashMap<&str, (usize, u64)> = HashMap::new();
+        for (i, account) in new.accounts.iter().enumerate() {
+            adding
+                .entry(account.institution_code.as_str())
+                .or_insert((i, 0))
+                .1 += 1;
+        }
+        let limit = self.config.max_backlog;
+        for (institution, (first, n)) in adding {
+            let open = self.open.get(institution).copied().unwrap_or(0)
+                + batch.open_delta.get(institution).copied().unwrap_or(0);
+            let open = u64::try_from(open).unwrap_or(0);
+            if open + n > limit {
+                return Err(Error::ResourceExhausted(format!(
+                    "suspect_accounts[{first}].institution_code: {institution} is far behind: {open} instructions \
+                     await its answer (limit {limit}); nothing was stored: reach {institution} by its emergency \
+                     line and submit again when it has caught up"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn follow_up(

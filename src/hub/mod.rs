@@ -47,6 +47,14 @@ pub struct HubConfig {
     pub blacklist_log_retain: u64,
     /// Blacklist checks allowed per institution per second (and as a burst).
     pub checks_per_second: u32,
+    /// Per-caller limits on calls and open streams.
+    pub callers: crate::limits::CallerLimits,
+    /// Instructions an institution may have awaiting its answer; a notice that would go past
+    /// it is refused (RESOURCE_EXHAUSTED), so police learn at once that the bank is far behind.
+    pub max_backlog: u64,
+    /// Free disk space kept in reserve: below it the hub refuses writes with UNAVAILABLE
+    /// (rather than let the store fail half-way) until space returns.
+    pub min_free_bytes: u64,
 }
 
 impl Default for HubConfig {
@@ -58,6 +66,12 @@ impl Default for HubConfig {
             bases: BasisTable::default(),
             blacklist_log_retain: 100_000,
             checks_per_second: 1_000,
+            callers: crate::limits::CallerLimits {
+                requests_per_second: 5_000,
+                max_streams: 256,
+            },
+            max_backlog: 100_000,
+            min_free_bytes: 256 << 20,
         }
     }
 }

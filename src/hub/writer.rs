@@ -325,7 +325,7 @@ impl Writer {
                     "an earlier sync failed; the hub must restart".into(),
                 ))
             } else {
-                self.store.commit(&batch.writes)
+                self.room().and_then(|()| self.store.commit(&batch.writes))
             };
             if committed.is_ok() {
                 // Applied in the store: these sequences are taken whatever the sync does.
@@ -361,7 +361,7 @@ impl Writer {
                 Ok(()) => Ok(()),
                 // The commit failed: a refusal in this batch may rest on a write that never
                 // happened, so every answer becomes UNAVAILABLE.
-                Err(e) => Err(Error::Store(e.to_string())),
+                Err(e) => Err(unavailable(e)),
             };
             tracing::debug!(
                 commands = pending.len(),
@@ -381,7 +381,7 @@ impl Writer {
                     self.timers_changed.notify_one();
                 }
             }
-            let commit_failed = committed.is_err();
+            let commit_failed = committed.as_ref().err();
             for p in pending {
                 match p {
                     Pending::Submit(reply, result) => {
@@ -410,7 +410,34 @@ impl Writer {
         }
     }
 
-    /// Runs one command against the batch; if it fails, nothing it staged remains.
+    /// Whether the disk has room for this batch: below the reserve nothing is committed, so
+    /// the store never meets a full disk half-way through a write; it resumes by itself once
+    /// space returns (this is asked again for every batch).
+    fn room(&mut self) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let checked = self.store.check_room(self.config.min_free_bytes);
+        let refused = checked.is_err();
+        if let Ok(Some(free)) = checked {
+            self.metrics
+                .store_free_bytes
+                .store(i64::try_from(free).unwrap_or(i64::MAX), Relaxed);
+        }
+        if refused != (self.metrics.writes_refused.load(Relaxed) == 1) {
+            self.metrics
+                .writes_refused
+                .store(i64::from(refused), Relaxed);
+            match &checked {
+                Err(e) => {
+                    tracing::error!(error = %e, "refusing writes: free disk space is below the reserve")
+                }
+                Ok(_) => {
+                    tracing::warn!("free disk space is back above the reserve: taking writes again")
+                }
+            }
+        }
+        checked.map(|_| ())
+    }
+
     /// Runs one command against the batch and audits it: a command that changed something
     /// gets a record of what changed; a refused one gets a record of the refusal, and nothing
     /// it staged remains.
@@ -634,11 +661,18 @@ impl Writer {
 
 /// When the commit failed, every answer of the batch is UNAVAILABLE (a refusal may rest on a
 /// staged write that never happened).
-fn answer<T>(r: Result<T>, commit_failed: bool) -> Result<T> {
-    if commit_failed {
-        Err(Error::Store("the batch could not be committed".into()))
-    } else {
-        r
+fn answer<T>(r: Result<T>, commit_failed: Option<&Error>) -> Result<T> {
+    match commit_failed {
+        Some(e) => Err(unavailable(e)),
+        None => r,
+    }
+}
+
+/// The answer for every command of a batch that was not committed.
+fn unavailable(e: &Error) -> Error {
+    match e {
+        Error::Unavailable(why) => Error::Unavailable(why.clone()),
+        _ => Error::Store("the batch could not be committed".into()),
     }
 }
 

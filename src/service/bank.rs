@@ -70,6 +70,10 @@ impl BankService for BankApi {
             ))
             .into());
         }
+        // Every check is recorded: with no room to record it, it is not answered either.
+        self.hub
+            .store()
+            .check_room(self.hub.config().min_free_bytes)?;
         let now = self.hub.now();
         let mut results = Vec::with_capacity(subjects.len());
         let mut answers = Vec::with_capacity(subjects.len());

@@ -8,7 +8,7 @@ pub mod keys;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -185,6 +185,7 @@ pub struct Store {
     trees: Vec<sled::Tree>,
     /// The database file, kept open to fdatasync it after sled's flush.
     db_file: File,
+    dir: PathBuf,
 }
 
 pub fn encode<V: Serialize>(value: &V) -> Vec<u8> {
@@ -245,7 +246,35 @@ impl Store {
             syncs: Default::default(),
             trees,
             db_file,
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// Free bytes (available to this process) on the store's filesystem.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        fs2::available_space(&self.dir)
+    }
+
+    /// Whether a write may go ahead: refuses with UNAVAILABLE when free space is below
+    /// `reserve` bytes, so that the store never meets a full disk half-way through a write.
+    /// Returns the free bytes when known (an unreadable figure does not stop writes).
+    pub fn check_room(&self, reserve: u64) -> Result<Option<u64>> {
+        if reserve == 0 {
+            return Ok(None);
+        }
+        match self.free_bytes() {
+            Ok(free) if free < reserve => Err(Error::Unavailable(format!(
+                "the hub's disk is nearly full ({} MiB free, {} MiB kept in reserve): writes are \
+                 refused until space is freed; nothing was changed, retry later",
+                free >> 20,
+                reserve >> 20
+            ))),
+            Ok(free) => Ok(Some(free)),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %self.dir.display(), "cannot read free disk space");
+                Ok(None)
+            }
+        }
     }
 
     pub fn tree(&self, id: TreeId) -> &sled::Tree {

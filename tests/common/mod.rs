@@ -60,7 +60,12 @@ impl TestHub {
         Self::start_configured(dir, clock, HubConfig::default()).await
     }
 
-    async fn start_configured(dir: Arc<TempDir>, clock: ManualClock, config: HubConfig) -> TestHub {
+    /// A hub over an existing directory, with this configuration.
+    pub async fn start_configured(
+        dir: Arc<TempDir>,
+        clock: ManualClock,
+        config: HubConfig,
+    ) -> TestHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -422,4 +427,33 @@ pub fn freeze_notice(
 pub fn ms_of(t: Option<&prost_types::Timestamp>) -> i64 {
     let t = t.expect("timestamp");
     t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
+}
+
+/// GET /metrics, parsed into `name{labels}` -> value.
+pub async fn scrape(addr: std::net::SocketAddr) -> std::collections::HashMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut text))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').expect("name value");
+            (
+                k.to_owned(),
+                v.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("not a number: {l}")),
+            )
+        })
+        .collect()
 }
