@@ -55,6 +55,18 @@ impl ClientTls {
             server_name: server_name.to_owned(),
         })
     }
+
+    /// A participant's development certificate in `certs` (as minted by
+    /// [`crate::certs::mint_dev`]), for a hub whose certificate names "localhost".
+    pub fn dev(certs: &Path, role: &str, org: &str) -> Result<Self, ClientError> {
+        let stem = crate::certs::client_stem(role, org);
+        Self::from_files(
+            &certs.join(crate::certs::CA_CERT_FILE),
+            &certs.join(format!("{stem}.pem")),
+            &certs.join(format!("{stem}-key.pem")),
+            "localhost",
+        )
+    }
 }
 
 /// Opens one HTTP/2 connection to `url` (e.g. `https://127.0.0.1:50051`).

@@ -97,22 +97,7 @@ impl HubProcess {
     /// SIGTERM, then wait (bounded) for a clean exit.
     async fn terminate(&mut self) {
         let mut child = self.child.take().expect("a running hub");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let started = Instant::now();
-        let exit = loop {
-            if let Some(exit) = child.try_wait().expect("try_wait") {
-                break exit;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the hub did not exit within 30 s of SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let exit = common::terminate(&mut child, Duration::from_secs(30)).await;
         assert!(exit.success(), "the hub's exit on SIGTERM: {exit:?}");
     }
 }
@@ -127,15 +112,7 @@ impl Drop for HubProcess {
 }
 
 fn tls(dir: &Path, role: &str, org: &str) -> ClientTls {
-    let stem = stophub::certs::client_stem(role, org);
-    let certs = dir.join("certs");
-    ClientTls::from_files(
-        &certs.join("ca.pem"),
-        &certs.join(format!("{stem}.pem")),
-        &certs.join(format!("{stem}-key.pem")),
-        "localhost",
-    )
-    .expect("client certs")
+    ClientTls::dev(&dir.join("certs"), role, org).expect("client certs")
 }
 
 /// Connects to whichever hub is current, retrying while it is down (bounded).
@@ -175,12 +152,7 @@ struct Answered {
     attempts: u32,
 }
 
-fn crash_notice(
-    lane: u64,
-    n: u64,
-    rng: &mut Rng,
-    transfer_time: prost_types::Timestamp,
-) -> SubmitNoticeRequest {
+fn crash_notice(lane: u64, n: u64, rng: &mut Rng, started_ms: i64) -> SubmitNoticeRequest {
     let suspects = (0..1 + rng.below(3))
         .map(|k| {
             let institution = INSTITUTIONS[rng.below(INSTITUTIONS.len() as u64) as usize];
@@ -190,20 +162,8 @@ fn crash_notice(
         })
         .collect();
     SubmitNoticeRequest {
-        request_id: format!("crash-{lane}-{n}"),
         case_reference: format!("CRASH-{lane}-{n}"),
-        action: pb::Action::StopPayment as i32,
-        victim_transfer: Some(pb::VictimTransfer {
-            institution_code: "CCB".into(),
-            account_number: "6217000011112222".into(),
-            account_name: "Li Si".into(),
-            currency: "CNY".into(),
-            amount_fen: 5_000_000,
-            transfer_time: Some(transfer_time),
-            transaction_reference: format!("CCB-TX-{lane}-{n}"),
-        }),
-        suspect_accounts: suspects,
-        ..Default::default()
+        ..common::notice_at(started_ms, &format!("crash-{lane}-{n}"), suspects)
     }
 }
 
@@ -218,14 +178,15 @@ async fn police_load(
     progress: Arc<AtomicUsize>,
 ) -> Vec<Answered> {
     let mut rng = Rng(lane);
-    let transfer_time = common::ts(SystemClock.now().millis() - common::HOUR);
+    // Fixed for the whole run, so that a retried request is the identical request.
+    let started_ms = SystemClock.now().millis();
     let mut police = None;
     let mut answered = Vec::new();
     for n in 0.. {
         if stop.is_cancelled() {
             break;
         }
-        let req = crash_notice(lane, n, &mut rng, transfer_time);
+        let req = crash_notice(lane, n, &mut rng, started_ms);
         let mut attempts = 0;
         let answer = loop {
             attempts += 1;

@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stophub::client::{self, ClientTls};
 use stophub::proto::stophub::bank::v1::SubscribeRequest;
@@ -68,22 +68,7 @@ async fn serve_dev_starts_from_nothing_and_stops_on_sigterm() {
         .unwrap()
         .into_inner();
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the hub did not exit within 15 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = common::terminate(&mut child, Duration::from_secs(15)).await;
     assert!(exit.success(), "exit status {exit:?}");
     // The open stream was ended by the hub, not left hanging.
     let end = tokio::time::timeout(Duration::from_secs(5), stream.message())

@@ -104,13 +104,7 @@ async fn in_process() -> anyhow::Result<Target> {
 }
 
 async fn connect(target: &Target, role: &str, org: &str) -> anyhow::Result<Channel> {
-    let stem = crate::certs::client_stem(role, org);
-    let tls = ClientTls::from_files(
-        &target.certs.join("ca.pem"),
-        &target.certs.join(format!("{stem}.pem")),
-        &target.certs.join(format!("{stem}-key.pem")),
-        "localhost",
-    )?;
+    let tls = ClientTls::dev(&target.certs, role, org)?;
     for _ in 0..100 {
         if let Ok(channel) = client::connect(&target.url, &tls).await {
             return Ok(channel);

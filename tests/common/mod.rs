@@ -134,15 +134,7 @@ impl TestHub {
     }
 
     pub fn tls_for(&self, role: &str, org: &str) -> ClientTls {
-        let certs = self.certs_dir();
-        let stem = stophub::certs::client_stem(role, org);
-        ClientTls::from_files(
-            &certs.join("ca.pem"),
-            &certs.join(format!("{stem}.pem")),
-            &certs.join(format!("{stem}-key.pem")),
-            "localhost",
-        )
-        .expect("client certs")
+        ClientTls::dev(&self.certs_dir(), role, org).expect("client certs")
     }
 
     pub async fn channel(&self, role: &str, org: &str) -> Channel {
@@ -184,6 +176,30 @@ impl Drop for TestHub {
 /// Writes a participants file that adds `extra` to the demo set, for tests that need more.
 pub fn write_participants(path: &Path, file: &ParticipantsFile) {
     std::fs::write(path, file.to_toml()).expect("participants");
+}
+
+/// Sends SIGTERM to a hub running as a child process and waits, for at most `limit`, until it
+/// exits; returns how it exited.
+pub async fn terminate(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            return exit;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the hub did not exit within {limit:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `check` until it returns Some, for at most `limit`.
@@ -252,6 +268,15 @@ pub fn notice(
     request_id: &str,
     suspects: Vec<pb::SuspectAccount>,
 ) -> SubmitNoticeRequest {
+    notice_at(now_ms(hub), request_id, suspects)
+}
+
+/// A valid stop-payment notice for the given suspects, for a hub whose clock reads `now_ms`.
+pub fn notice_at(
+    now_ms: i64,
+    request_id: &str,
+    suspects: Vec<pb::SuspectAccount>,
+) -> SubmitNoticeRequest {
     SubmitNoticeRequest {
         request_id: request_id.into(),
         case_reference: "SZ-2026-0001".into(),
@@ -262,7 +287,7 @@ pub fn notice(
             account_name: "Li Si".into(),
             currency: "CNY".into(),
             amount_fen: 5_000_000,
-            transfer_time: Some(ts(now_ms(hub) - 3_600_000)),
+            transfer_time: Some(ts(now_ms - 3_600_000)),
             transaction_reference: "CCB-TX-778899".into(),
         }),
         suspect_accounts: suspects,
