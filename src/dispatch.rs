@@ -40,16 +40,24 @@ pub fn subscribe(hub: Arc<Hub>, institution: String, after: u64) -> Result<Deliv
     let mut watermark = hub.watermark(&institution).ok_or_else(|| {
         Error::PermissionDenied(format!("institution {institution} is not registered"))
     })?;
+    // Streams send only what is durable, so no bank can have processed beyond the watermark: a
+    // cursor ahead of it means the bank's cursor or the hub's data is not what the other side
+    // thinks. Refused, not clamped: silently starting from the end would let the bank skip the
+    // notifications numbered at or below its cursor that the hub issues next.
+    let durable = *watermark.borrow();
+    if after > durable {
+        tracing::warn!(%institution, after, durable, "subscriber cursor is ahead of the hub; refused");
+        return Err(Error::OutOfRange(format!(
+            "after_sequence: {after} is beyond the last sequence issued to {institution} ({durable}); \
+             resume from at most {durable}"
+        )));
+    }
     let (tx, rx) = mpsc::channel(64);
     let shutdown = hub.shutdown_token().clone();
     tokio::spawn(async move {
-        let durable = *watermark.borrow_and_update();
-        if after > durable {
-            tracing::warn!(%institution, after, durable, "subscriber cursor is ahead of the hub; clamped");
-        }
         let mut cursor = Cursor {
             unacked: [0; PRIORITIES.len()],
-            log: after.min(durable),
+            log: after,
         };
         tracing::info!(%institution, after, "bank stream opened");
         hub.metrics()

@@ -347,20 +347,31 @@ async fn unacknowledged_instructions_come_again_and_resume_skips_what_was_acknow
     assert_eq!(live.sequence, 5);
     assert!(!live.redelivery);
 
-    // A cursor from the future is treated as "everything issued": unacknowledged ones still come.
-    let mut future = bank
-        .subscribe(SubscribeRequest {
-            after_sequence: 1_000,
-        })
+    // A cursor at the last sequence issued: unacknowledged ones still come.
+    let mut current = bank
+        .subscribe(SubscribeRequest { after_sequence: 5 })
         .await
         .unwrap()
         .into_inner();
     let seqs = [
-        next(&mut future).await.sequence,
-        next(&mut future).await.sequence,
-        next(&mut future).await.sequence,
+        next(&mut current).await.sequence,
+        next(&mut current).await.sequence,
+        next(&mut current).await.sequence,
     ];
     assert_eq!(seqs, [2, 4, 5]);
+    // A cursor from the future (nothing was ever sent there) is refused, naming the field.
+    let err = bank
+        .subscribe(SubscribeRequest {
+            after_sequence: 1_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+    assert!(
+        err.message().contains("after_sequence"),
+        "{}",
+        err.message()
+    );
     hub.stop().await;
 }
 

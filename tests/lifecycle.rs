@@ -86,9 +86,7 @@ async fn an_unanswered_stop_becomes_overdue_is_escalated_and_a_late_answer_still
 
     // A reconnecting bank gets it flagged urgent too.
     let mut again = bank
-        .subscribe(SubscribeRequest {
-            after_sequence: 100,
-        })
+        .subscribe(SubscribeRequest { after_sequence: 2 })
         .await
         .unwrap()
         .into_inner();
