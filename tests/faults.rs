@@ -98,23 +98,8 @@ async fn listed(hub: &TestHub, institution: &str, states: &[pb::InstructionState
 }
 
 /// The hub's count of open bank delivery streams, from its metrics endpoint.
-async fn open_bank_streams(hub: &TestHub) -> i64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(hub.metrics_addr)
-        .await
-        .expect("metrics endpoint");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: hub\r\n\r\n")
-        .await
-        .expect("metrics request");
-    let mut text = String::new();
-    tokio::time::timeout(PROMPTLY, conn.read_to_string(&mut text))
-        .await
-        .expect("metrics within the bound")
-        .expect("metrics response");
-    text.lines()
-        .find_map(|l| l.strip_prefix("stophub_bank_streams "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the bank stream gauge")
+async fn open_bank_streams(hub: &TestHub) -> f64 {
+    scrape(hub.metrics_addr).await["stophub_bank_streams"]
 }
 
 /// The next `n` deliveries, as (sequence, instruction id, redelivery).
@@ -168,7 +153,7 @@ async fn a_stream_cut_mid_delivery_resumes_with_exactly_the_unacknowledged_rest(
     }
     drop(stream);
     eventually(Duration::from_secs(10), || async {
-        (open_bank_streams(&hub).await == 0).then_some(())
+        (open_bank_streams(&hub).await == 0.0).then_some(())
     })
     .await;
     // New work arrives while the bank is away.
@@ -421,7 +406,7 @@ async fn a_hundred_banks_reconnecting_at_once_each_get_exactly_their_own() {
         t.await.expect("first contact");
     }
     eventually(Duration::from_secs(20), || async {
-        (open_bank_streams(&hub).await == 0).then_some(())
+        (open_bank_streams(&hub).await == 0.0).then_some(())
     })
     .await;
     // More work while all of them are away.
