@@ -648,6 +648,32 @@ fn state_for(rec: &InstructionRecord, outcome: &Outcome) -> Result<State, Error>
     }
 }
 
+/// Does this record count toward the limit of stops on its account in its case? Every
+/// stop-payment counts except one the institution could not carry out (MISMATCH,
+/// ACCOUNT_NOT_FOUND, REJECTED): it held nothing. A released or lapsed stop still counts.
+pub fn counts_as_stop(rec: &InstructionRecord) -> bool {
+    rec.action == Action::StopPayment
+        && !matches!(
+            rec.state,
+            State::Mismatch | State::AccountNotFound | State::Rejected
+        )
+}
+
+/// May one more stop-payment be issued on an account whose instructions in the case are
+/// `on_account`? At most `max` stops count (two: about 96 hours; then a freeze must take
+/// over). Refused with the ids of the stops that count.
+pub fn check_stop_limit(on_account: &[InstructionRecord], max: usize) -> Result<(), Vec<&str>> {
+    let stops: Vec<&str> = on_account
+        .iter()
+        .filter(|r| counts_as_stop(r))
+        .map(|r| r.instruction_id.as_str())
+        .collect();
+    if stops.len() >= max {
+        return Err(stops);
+    }
+    Ok(())
+}
+
 /// May this stop or freeze be released now?
 pub fn check_release(rec: &InstructionRecord) -> Result<(), Error> {
     if !rec.action.holds_money() {

@@ -147,12 +147,9 @@ impl Writer {
             )?;
             match new.action {
                 Action::StopPayment => {
-                    let stops: Vec<&str> = on_account
-                        .iter()
-                        .filter(|r| r.action == Action::StopPayment && !failed(r.state))
-                        .map(|r| r.instruction_id.as_str())
-                        .collect();
-                    if stops.len() >= policy.max_stops_per_account {
+                    if let Err(stops) =
+                        instruction::check_stop_limit(&on_account, policy.max_stops_per_account)
+                    {
                         return Err(Error::FailedPrecondition(format!(
                             "suspect_accounts[{i}]: two-stop limit: account {} at {} already had {} stop-payments in case {} ({}); \
                              no further stop is allowed: freeze the account instead (ACTION_FREEZE, which needs a filed case)",
@@ -604,7 +601,7 @@ impl FundsContext for CaseContext<'_> {
     fn stops_in_case(&self, institution: &str, account: &str) -> usize {
         self.on_account(institution, account)
             .iter()
-            .filter(|r| r.action == Action::StopPayment && !failed(r.state))
+            .filter(|r| instruction::counts_as_stop(r))
             .count()
     }
 }
