@@ -359,6 +359,15 @@ fn change(
     Applied::Changed(Box::new(next))
 }
 
+/// The renewal or release acting on `rec` no longer awaits its answer.
+fn follow_up_closed(rec: &InstructionRecord, now: Timestamp) -> Applied {
+    if rec.pending_follow_up.is_none() {
+        Applied::Unchanged
+    } else {
+        change(rec, now, |r| r.pending_follow_up = None)
+    }
+}
+
 /// The one transition function.
 pub fn apply(
     rec: &InstructionRecord,
@@ -467,11 +476,14 @@ pub fn apply(
                 r.pending_follow_up = None;
             })
         }
+        // A release or renewal carried out on an instruction it can no longer act on (answered
+        // MISMATCH, lapsed or released meanwhile): nothing to carry out, but it is answered,
+        // so the instruction must not go on pointing at it as awaiting its answer.
         (
             Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
             | AccountNotFound | Rejected | Lapsed | Released,
             Event::Released,
-        ) => Applied::Unchanged,
+        ) => follow_up_closed(rec, now),
 
         (Executed | Partial | Queued, Event::Renewed { until }) if rec.action == Action::Freeze => {
             change(rec, now, |r| {
@@ -483,7 +495,7 @@ pub fn apply(
             Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
             | AccountNotFound | Rejected | Lapsed | Released,
             Event::Renewed { .. },
-        ) => Applied::Unchanged,
+        ) => follow_up_closed(rec, now),
 
         (
             Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
@@ -502,13 +514,7 @@ pub fn apply(
             Pending | Delivered | Overdue | Executed | Partial | Queued | Mismatch
             | AccountNotFound | Rejected | Lapsed | Released,
             Event::FollowUpClosed,
-        ) => {
-            if rec.pending_follow_up.is_none() {
-                Applied::Unchanged
-            } else {
-                change(rec, now, |r| r.pending_follow_up = None)
-            }
-        }
+        ) => follow_up_closed(rec, now),
 
         (Executed | Partial | Queued, Event::HopsRecorded(hops)) if rec.action.holds_money() => {
             change(rec, now, |r| r.hops = hops.clone())

@@ -462,6 +462,8 @@ fn expected(action: Action, state: State, pending: bool, kind: Kind) -> Expect {
         Kind::Released if holds_money(action) && (awaiting(state) || in_force(state)) => {
             To(Released)
         }
+        // Carried out where it no longer applies: only the follow-up is over.
+        Kind::Released | Kind::Renewed if pending => To(state),
         Kind::Released => Same,
         Kind::Renewed if action == Action::Freeze && in_force(state) => To(state),
         Kind::Renewed => Same,
@@ -520,7 +522,14 @@ fn check_change(
         Event::Renewed { until } => {
             rest.pending_follow_up.clone_from(&before.pending_follow_up);
             rest.effective_until = before.effective_until;
-            after.pending_follow_up.is_none() && after.effective_until == Some(*until)
+            let renewed = before.action == Action::Freeze && in_force(before.state);
+            after.pending_follow_up.is_none()
+                && after.effective_until
+                    == if renewed {
+                        Some(*until)
+                    } else {
+                        before.effective_until
+                    }
         }
         Event::FollowUpOpened(id) => {
             rest.pending_follow_up.clone_from(&before.pending_follow_up);
