@@ -42,3 +42,6 @@ pub mod service;
 pub mod store;
 pub mod timers;
 pub mod watch;
+
+#[cfg(test)]
+mod props_config;

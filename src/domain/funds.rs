@@ -37,6 +37,15 @@ pub struct Plan {
     pub children: Vec<ChildStop>,
 }
 
+/// The onward transfers that following the money starts from: those of an answer that holds
+/// money (EXECUTED, PARTIAL, QUEUED); none before an answer or after one that held nothing.
+pub fn transfers_to_follow(rec: &InstructionRecord) -> &[OnwardTransfer] {
+    match &rec.ack {
+        Some(ack) if rec.state.holding() => ack.outcome.onward(),
+        _ => &[],
+    }
+}
+
 /// Plans the next level for `parent`, whose answer held `held` fen and reported `transfers`.
 pub fn plan(
     parent: &InstructionRecord,

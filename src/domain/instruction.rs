@@ -773,3 +773,7 @@ pub fn check_renewal(
 #[cfg(test)]
 #[path = "instruction_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "instruction_props.rs"]
+mod props;

@@ -5,5 +5,7 @@ pub mod funds;
 pub mod graph;
 pub mod ids;
 pub mod instruction;
+#[doc(hidden)]
+pub mod instruction_model;
 pub mod notice;
 pub mod policy;

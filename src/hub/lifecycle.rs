@@ -411,12 +411,8 @@ impl Writer {
 
     /// Issues next-level stops for the onward transfers of an answer, and records every hop.
     fn follow_funds(&self, batch: &mut Batch, rec: InstructionRecord) -> Result<InstructionRecord> {
-        let transfers = rec
-            .ack
-            .as_ref()
-            .map(|a| a.outcome.onward().to_vec())
-            .unwrap_or_default();
-        if transfers.is_empty() || !rec.state.holding() {
+        let transfers = funds::transfers_to_follow(&rec).to_vec();
+        if transfers.is_empty() {
             return Ok(rec);
         }
         let ctx = CaseContext {
