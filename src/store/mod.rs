@@ -5,6 +5,8 @@
 //! is not durable against power loss, so [`Store::sync`] also `fdatasync`s the database file.
 
 pub mod keys;
+#[cfg(test)]
+mod keys_props;
 
 use std::collections::HashMap;
 use std::fs::File;
