@@ -17,7 +17,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AccountNumber, Fen, Timestamp};
-use super::notice::{Action, CaseFiling, FreezeMode, FreezeTerms, SuspectAccount, VictimTransfer};
+use super::notice::{
+    Action, CaseFiling, FreezeMode, FreezeTerms, NoticeRecord, SuspectAccount, VictimTransfer,
+};
 use super::policy::{Policy, add_months, rfc3339};
 use crate::error::Error;
 
@@ -304,6 +306,46 @@ pub struct InstructionRecord {
 }
 
 impl InstructionRecord {
+    /// A new instruction of `notice` to the institution holding `account`, awaiting delivery:
+    /// the notice's action, victim, case and freeze particulars; its answer deadline from
+    /// `now`; sequence 0 until the addressee's delivery log gives it one.
+    pub fn pending(
+        instruction_id: String,
+        notice: &NoticeRecord,
+        account: SuspectAccount,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> InstructionRecord {
+        InstructionRecord {
+            instruction_id,
+            notice_id: notice.notice_id.clone(),
+            case_reference: notice.case_reference.clone(),
+            police_agency: notice.police_agency.clone(),
+            action: notice.action,
+            account,
+            victim: notice.victim.clone(),
+            state: State::Pending,
+            sequence: 0,
+            created_at: now,
+            answer_due_at: policy.answer_deadline(notice.action, now),
+            delivered_at: None,
+            ack: None,
+            updated_at: now,
+            version: 1,
+            references: None,
+            parent: None,
+            depth: 1,
+            follow_depth: notice.follow_depth,
+            freeze: notice.freeze.clone(),
+            case_filing: notice.case_filing.clone(),
+            effective_until: None,
+            overdue_at: None,
+            hops: Vec::new(),
+            renew_until: None,
+            pending_follow_up: None,
+        }
+    }
+
     pub fn institution(&self) -> &str {
         self.account.institution_code.as_str()
     }

@@ -30,8 +30,8 @@ use super::instruction::{
     Outcome, State,
 };
 use super::notice::{
-    AccountKind, Action, CaseFiling, FreezeMode, FreezeTerms, MajorApproval, SuspectAccount,
-    VictimTransfer,
+    AccountKind, Action, CaseFiling, FreezeMode, FreezeTerms, MajorApproval, NoticeRecord,
+    SuspectAccount, VictimTransfer,
 };
 use super::policy::{Policy, add_months};
 use crate::error::Error;
@@ -322,21 +322,14 @@ impl World {
 
     fn new_record(&self, action: Action) -> InstructionRecord {
         let r = self.requested();
+        let n = self.records.len() + 1;
         let freezes = matches!(action, Action::Freeze | Action::RenewFreeze);
-        InstructionRecord {
-            instruction_id: format!("I{:012}", self.records.len() + 1),
-            notice_id: format!("N{:012}", self.records.len() + 1),
+        let notice = NoticeRecord {
+            notice_id: format!("N{n:012}"),
+            request_id: format!("R-{n}"),
             case_reference: "CASE-2026-0001".into(),
             police_agency: "PSB-SZ".into(),
             action,
-            account: SuspectAccount {
-                institution_code: code("ICBC"),
-                account_number: number("622202123456"),
-                account_name: "Wang Wu".into(),
-                account_kind: AccountKind::Bank,
-                amount: fen(r),
-                follows: None,
-            },
             victim: VictimTransfer {
                 institution_code: code("CMB"),
                 account_number: number("621483000001"),
@@ -346,18 +339,13 @@ impl World {
                 transfer_time: Timestamp::from_millis(TRANSFER),
                 transaction_reference: "TX-0001".into(),
             },
-            state: State::Pending,
-            sequence: self.records.len() as u64 + 1,
+            instruction_ids: Vec::new(),
             created_at: self.now,
-            answer_due_at: self.policy.answer_deadline(action, self.now),
-            delivered_at: None,
-            ack: None,
-            updated_at: self.now,
-            version: 1,
-            references: None,
-            parent: None,
-            depth: 1,
-            follow_depth: self.start.follow_depth % 6,
+            payload_hash: String::new(),
+            case_filing: freezes.then(|| CaseFiling {
+                case_number: "LA-2026-0001".into(),
+                filed_at: Timestamp::from_millis(T0 - 24 * 60 * MINUTE),
+            }),
             freeze: freezes.then(|| FreezeTerms {
                 mode: if self.start.receive_only {
                     FreezeMode::ReceiveOnly
@@ -369,16 +357,25 @@ impl World {
                     approved_by: "PSB-SZ".into(),
                 }),
             }),
-            case_filing: freezes.then(|| CaseFiling {
-                case_number: "LA-2026-0001".into(),
-                filed_at: Timestamp::from_millis(T0 - 24 * 60 * MINUTE),
-            }),
-            effective_until: None,
-            overdue_at: None,
-            hops: Vec::new(),
-            renew_until: None,
-            pending_follow_up: None,
-        }
+            follow_depth: self.start.follow_depth % 6,
+        };
+        let account = SuspectAccount {
+            institution_code: code("ICBC"),
+            account_number: number("622202123456"),
+            account_name: "Wang Wu".into(),
+            account_kind: AccountKind::Bank,
+            amount: fen(r),
+            follows: None,
+        };
+        let mut rec = InstructionRecord::pending(
+            format!("I{n:012}"),
+            &notice,
+            account,
+            self.now,
+            &self.policy,
+        );
+        rec.sequence = n as u64;
+        rec
     }
 
     fn index(&self, i: u8) -> Option<usize> {

@@ -95,34 +95,13 @@ impl Writer {
         account: SuspectAccount,
         now: Timestamp,
     ) -> Result<InstructionRecord> {
-        Ok(InstructionRecord {
-            instruction_id: keys::instruction_id(self.store.next_id()?),
-            notice_id: notice.notice_id.clone(),
-            case_reference: notice.case_reference.clone(),
-            police_agency: notice.police_agency.clone(),
-            action: notice.action,
+        Ok(InstructionRecord::pending(
+            keys::instruction_id(self.store.next_id()?),
+            notice,
             account,
-            victim: notice.victim.clone(),
-            state: State::Pending,
-            sequence: 0,
-            created_at: now,
-            answer_due_at: self.config.policy.answer_deadline(notice.action, now),
-            delivered_at: None,
-            ack: None,
-            updated_at: now,
-            version: 1,
-            references: None,
-            parent: None,
-            depth: 1,
-            follow_depth: notice.follow_depth,
-            freeze: notice.freeze.clone(),
-            case_filing: notice.case_filing.clone(),
-            effective_until: None,
-            overdue_at: None,
-            hops: Vec::new(),
-            renew_until: None,
-            pending_follow_up: None,
-        })
+            now,
+            &self.config.policy,
+        ))
     }
 
     pub(super) fn submit(
