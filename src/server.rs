@@ -74,6 +74,28 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
     })
 }
 
+/// The hub's mutual TLS: its identity, and client certificates required and chained to the CA.
+pub fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, ServerError> {
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?))
+        .client_ca_root(Certificate::from_pem(read(&files.ca)?))
+        .client_auth_optional(false))
+}
+
+/// The hub's transport settings (TLS, HTTP/2 keepalive); the benchmark's echo server uses the
+/// same, so that its ceiling is the hub's.
+pub fn transport(tls: ServerTlsConfig) -> Result<Server, ServerError> {
+    Ok(Server::builder()
+        .tls_config(tls)?
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT)))
+}
+
+/// Accepted connections, with Nagle off (small gRPC frames must not wait for an ACK).
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// Serves until `shutdown` completes, then drains within the grace period.
 pub async fn run(
     listener: TcpListener,
@@ -83,13 +105,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let registry = Arc::new(Registry::load(&options.participants)?);
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            read(&options.tls.cert)?,
-            read(&options.tls.key)?,
-        ))
-        .client_ca_root(Certificate::from_pem(read(&options.tls.ca)?))
-        .client_auth_optional(false);
+    let tls = tls_config(&options.tls)?;
 
     let store = Arc::new(Store::open(&options.data_dir)?);
     let token = CancellationToken::new();
@@ -151,7 +167,7 @@ pub async fn run(
 
     let local = listener.local_addr().ok();
     tracing::info!(addr = %local.map(|a| a.to_string()).unwrap_or_default(), data_dir = %options.data_dir.display(), "stophub serving (mutual TLS)");
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = incoming(listener);
     let signal = {
         let token = token.clone();
         async move {
@@ -162,16 +178,13 @@ pub async fn run(
             token.cancel();
         }
     };
-    let serve = Server::builder()
+    let serve = transport(tls)?
         .layer(
             tower::ServiceBuilder::new()
                 .layer(crate::observe::ObserveLayer { metrics })
                 .layer(crate::limits::LimitLayer::new(options.hub.callers))
                 .into_inner(),
         )
-        .tls_config(tls)?
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
