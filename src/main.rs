@@ -48,8 +48,12 @@ enum Command {
     Healthcheck(HealthcheckArgs),
     /// A police scenario for demos and the compose test: submit, watch, check every outcome.
     Scenario(cli::scenario::ScenarioArgs),
-    /// Measure durable submissions per second and their latency (starts its own hub by default).
+    /// The benchmark suite: echo ceiling, submissions, full cycles, latencies, CheckSubject,
+    /// open instructions; writes BENCHMARKS.md (starts its own servers as child processes).
     Bench(stophub::bench::BenchArgs),
+    /// Internal to `bench`: the bare echo server it measures its ceiling with.
+    #[command(hide = true)]
+    BenchEchoServe(stophub::bench::echo::EchoServeArgs),
     /// Measure the durable timers with many pending: fill, start-up time, memory, firing rate.
     BenchTimers(stophub::bench::timers::TimerBenchArgs),
     /// Measure the blacklist at scale: checks per second, a full snapshot, memory (starts its own hub).
@@ -132,6 +136,9 @@ fn main() -> ExitCode {
             Command::Healthcheck(args) => healthcheck(args).await,
             Command::Scenario(args) => cli::scenario::run(args).await,
             Command::Bench(args) => stophub::bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::BenchEchoServe(args) => stophub::bench::echo::serve(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::BenchTimers(args) => stophub::bench::timers::run(args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

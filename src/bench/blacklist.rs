@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use crate::client::{self, ClientTls};
+use crate::client;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::blacklist::{BasisTable, DocumentType, Entry, ListingState, Subject};
 use crate::participants;
 use crate::proto::stophub::bank::v1::{CheckSubjectRequest, SyncBlacklistRequest, SyncKind};
 use crate::proto::stophub::common::v1 as pb;
-use crate::store::{Store, TreeId, Writes};
+use crate::store::{Store, TreeId};
 
 #[derive(Debug, Clone, Args)]
 pub struct BlacklistBenchArgs {
@@ -46,43 +46,85 @@ fn subject(n: u64) -> Subject {
     }
 }
 
-fn fill(dir: &Path, n: u64) -> anyhow::Result<()> {
+/// Writes `n` listed subjects straight into the blacklist tree of a store at `dir`, in large
+/// batches from every core (the entries the hub would write; no log, timers or audit, which
+/// checks do not read).
+pub fn fill(dir: &Path, n: u64) -> anyhow::Result<()> {
     let store = Store::open(dir)?;
     let table = BasisTable::default();
     let basis = &table.bases[0];
     let now = SystemClock.now();
     let expires = crate::domain::policy::add_months(now, basis.term_months);
-    let mut i = 0;
     let started = Instant::now();
-    while i < n {
-        let mut w = Writes::default();
-        for _ in 0..20_000.min(n - i) {
-            let s = subject(i);
-            let entry = Entry {
-                subject: s.clone(),
-                subject_name: String::new(),
-                state: ListingState::Listed,
-                basis: basis.code.clone(),
-                table_version: table.version.clone(),
-                effects: basis.effects,
-                listed_by: "PSB-SZ".into(),
-                case_reference: "BENCH".into(),
-                listed_at: now,
-                consecutive_since: now,
-                expires_at: expires,
-                version: i + 1,
-                removal_reason: String::new(),
-            };
-            w.put(TreeId::Blacklist, s.key().into_bytes(), &entry);
-            i += 1;
-        }
-        store.commit(&w)?;
-        if i % 1_000_000 == 0 {
-            eprintln!("  filled {i} in {:.0} s", started.elapsed().as_secs_f64());
-        }
-    }
+    let done = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()) as u64;
+    let tree = store.tree(TreeId::Blacklist);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (done, basis, table) = (&done, basis, &table);
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let (from, to) = (n * t / threads, n * (t + 1) / threads);
+                    let mut i = from;
+                    while i < to {
+                        let mut batch = sled::Batch::default();
+                        let upto = (i + 100_000).min(to);
+                        for k in i..upto {
+                            let s = subject(k);
+                            let entry = Entry {
+                                subject: s.clone(),
+                                subject_name: String::new(),
+                                state: ListingState::Listed,
+                                basis: basis.code.clone(),
+                                table_version: table.version.clone(),
+                                effects: basis.effects,
+                                listed_by: "PSB-SZ".into(),
+                                case_reference: "BENCH".into(),
+                                listed_at: now,
+                                consecutive_since: now,
+                                expires_at: expires,
+                                version: k + 1,
+                                removal_reason: String::new(),
+                            };
+                            batch.insert(s.key().into_bytes(), crate::store::encode(&entry));
+                        }
+                        tree.apply_batch(batch)?;
+                        let before = done.fetch_add(upto - i, Ordering::Relaxed);
+                        if (before + upto - i) / 1_000_000 > before / 1_000_000 {
+                            eprintln!(
+                                "  filled {} in {:.0} s",
+                                before + upto - i,
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                        i = upto;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a fill thread panicked"))?
+        })
+    })?;
     store.sync()?;
     Ok(())
+}
+
+/// One CheckSubject of one subject, picked from `seed`: half of those asked about are listed.
+pub fn check_request(seed: u64, entries: u64) -> CheckSubjectRequest {
+    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    let n = x % (entries.max(1) * 2);
+    CheckSubjectRequest {
+        subjects: vec![pb::SubjectRef {
+            document_type: pb::DocumentType::Passport as i32,
+            document_number: format!("P{n:011}"),
+        }],
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -106,25 +148,13 @@ async fn checks(
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut x = (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut n = (w as u64) << 40;
             while Instant::now() < until
                 && stop.as_ref().is_none_or(|s| s.load(Ordering::Relaxed) == 0)
             {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                // Half the subjects asked about are listed, half are not.
-                let n = x % (entries * 2);
-                let s = pb::SubjectRef {
-                    document_type: pb::DocumentType::Passport as i32,
-                    document_number: format!("P{n:011}"),
-                };
+                n += 1;
                 let t = Instant::now();
-                if bank
-                    .check_subject(CheckSubjectRequest { subjects: vec![s] })
-                    .await
-                    .is_ok()
-                {
+                if bank.check_subject(check_request(n, entries)).await.is_ok() {
                     lat.push(t.elapsed().as_micros() as u64);
                 }
             }
@@ -155,50 +185,13 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
             tmp.path().to_owned()
         }
     };
-    let certs = dir.join("certs");
-    let file = participants::demo();
-    crate::certs::mint_dev(&certs, &file, &[])?;
-    std::fs::write(dir.join("participants.toml"), file.to_toml())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let setup = super::child::Setup::mint(&dir, &participants::demo())?;
+    let tls = setup.tls("bank", "ICBC")?;
     let started = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--metrics-listen",
-            "off",
-            "--checks-per-second",
-            "1000000000",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--certs-dir")
-        .arg(&certs)
-        .arg("--participants")
-        .arg(dir.join("participants.toml"))
-        .env("RUST_LOG", "warn")
-        .spawn()?;
-    let pid = child.id();
-    let tls = ClientTls::from_files(
-        &certs.join("ca.pem"),
-        &certs.join("bank-ICBC.pem"),
-        &certs.join("bank-ICBC-key.pem"),
-        "localhost",
-    )?;
-    let url = format!("https://127.0.0.1:{port}");
-    let first = loop {
-        if let Ok(c) = client::connect(&url, &tls).await {
-            break c;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(120),
-            "the hub did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let hub = super::child::Server::hub(&setup, &dir.join("data"))?;
+    let pid = hub.pid;
+    let url = hub.url.clone();
+    let first = hub.wait_healthy(&tls, Duration::from_secs(120)).await?;
     println!(
         "hub serving after {:.2} s over {} entries; resident memory {:.0} MiB",
         started.elapsed().as_secs_f64(),
@@ -279,10 +272,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
         peak.max(super::rss_mib_of(pid)),
         super::rss_mib_of(pid)
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    drop(hub);
     if let Some(keep) = &args.reuse {
         println!("store kept in {}", keep.display());
     }

@@ -26,7 +26,7 @@ mod render;
 pub mod scenario;
 mod sim;
 mod sync;
-mod time;
+pub(crate) mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
