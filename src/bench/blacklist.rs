@@ -47,8 +47,8 @@ fn subject(n: u64) -> Subject {
 }
 
 /// Writes `n` listed subjects straight into the blacklist tree of a store at `dir`, in large
-/// batches from every core (the entries the hub would write; no log, timers or audit, which
-/// checks do not read).
+/// batches from every core: the entries the hub would write, the newest change and the count
+/// in force (no timers or audit, which checks and snapshots do not read).
 pub fn fill(dir: &Path, n: u64) -> anyhow::Result<()> {
     let store = Store::open(dir)?;
     let table = BasisTable::default();
@@ -68,7 +68,7 @@ pub fn fill(dir: &Path, n: u64) -> anyhow::Result<()> {
                     let mut i = from;
                     while i < to {
                         let mut batch = sled::Batch::default();
-                        let upto = (i + 100_000).min(to);
+                        let upto = (i + 20_000).min(to);
                         for k in i..upto {
                             let s = subject(k);
                             let entry = Entry {
@@ -108,6 +108,29 @@ pub fn fill(dir: &Path, n: u64) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("a fill thread panicked"))?
         })
     })?;
+    // The newest change and the count in force, as the hub keeps them, so that the hub's
+    // blacklist version covers the entries (a snapshot sends entries up to that version).
+    if n > 0 {
+        let last = subject(n - 1);
+        let mut w = crate::store::Writes::default();
+        w.put(
+            TreeId::BlacklistLog,
+            n.to_be_bytes().to_vec(),
+            &crate::store::BlacklistChange {
+                version: n,
+                kind: crate::domain::blacklist::ChangeKind::Listed,
+                subject: last,
+                effects: basis.effects,
+                expires_at: expires,
+            },
+        );
+        w.put_raw(
+            TreeId::Meta,
+            crate::hub::BLACKLIST_IN_FORCE.as_bytes().to_vec(),
+            (n as i64).to_be_bytes().to_vec(),
+        );
+        store.commit(&w)?;
+    }
     store.sync()?;
     Ok(())
 }
