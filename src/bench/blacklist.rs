@@ -270,6 +270,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
         .await?
         .into_inner();
     let mut count = 0u64;
+    let mut snapshot_version = 0;
     let mut peak = 0f64;
     while let Some(m) = stream.message().await? {
         match SyncKind::try_from(m.kind) {
@@ -279,6 +280,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
                     peak = peak.max(super::rss_mib_of(pid));
                 }
             }
+            Ok(SyncKind::SnapshotBegin) => snapshot_version = m.version,
             Ok(SyncKind::SnapshotEnd) => break,
             _ => {}
         }
@@ -287,7 +289,7 @@ pub async fn run(args: BlacklistBenchArgs) -> anyhow::Result<()> {
     done.store(1, Ordering::Relaxed);
     let during = background.await.unwrap_or_default();
     println!(
-        "snapshot: {count} entries in {snap:.1} s ({:.0}/s); checks meanwhile: {} done, p50 {:.2} ms, p99 {:.2} ms; hub memory peak {:.0} MiB, after {:.0} MiB",
+        "snapshot at version {snapshot_version}: {count} entries in {snap:.1} s ({:.0}/s); checks meanwhile: {} done, p50 {:.2} ms, p99 {:.2} ms; hub memory peak {:.0} MiB, after {:.0} MiB",
         count as f64 / snap.max(1e-9),
         during.len(),
         percentile(&during, 0.5),
