@@ -279,6 +279,7 @@ impl Hub {
             timers_changed: timers_changed.clone(),
             blacklist_version,
             blacklist_watermark: blacklist_watermark.clone(),
+            audit_durable: audit_head.0,
             audit_head,
             audit_watermark: audit_watermark.clone(),
             metrics: metrics.clone(),

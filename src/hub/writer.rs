@@ -40,6 +40,10 @@ pub(super) struct Writer {
     pub blacklist_watermark: Arc<watch::Sender<u64>>,
     /// The audit chain's last committed (position, hash), and its watchers.
     pub audit_head: (u64, String),
+    /// The last audit position known to be on stable storage: audit streams get no further,
+    /// so a record a crash could take back (a check's, committed without a sync) is never
+    /// streamed, and the chain an auditor holds cannot fork.
+    pub audit_durable: u64,
     pub audit_watermark: Arc<watch::Sender<u64>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set when a sync failed: nothing more is committed, and the hub shuts down.
@@ -318,6 +322,10 @@ impl Writer {
                 }
             }
             let applied_us = started.elapsed().as_micros() as u64;
+            // Audit records reach audit streams only once durable. A batch whose audit records
+            // nobody waits for (blacklist checks) is synced with the next batch, or at once
+            // when no other command is waiting.
+            let must_sync = batch.must_sync || (batch.audit_head.is_some() && rx.is_empty());
             // Nothing is committed once a sync has failed: the store's state on disk is then
             // unknown, and only a restart (recovery from disk) can say what survived.
             let committed = if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
@@ -345,10 +353,13 @@ impl Writer {
                 }
             }
             let done = match &committed {
-                Ok(()) if batch.must_sync => {
+                Ok(()) if must_sync => {
                     let t = std::time::Instant::now();
                     let synced = self.store.sync();
                     self.metrics.store_sync.observe(t.elapsed());
+                    if synced.is_ok() {
+                        self.audit_durable = self.audit_head.0;
+                    }
                     if synced.is_err() {
                         // Committed but maybe not on disk: stop taking work and shut the hub
                         // down, so that recovery from disk decides what survived.
@@ -517,7 +528,7 @@ impl Writer {
             self.blacklist_in_force,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let a = self.audit_head.0;
+        let a = self.audit_durable;
         self.audit_watermark
             .send_if_modified(|cur| std::mem::replace(cur, a) != a);
     }
