@@ -323,9 +323,12 @@ impl Writer {
             }
             let applied_us = started.elapsed().as_micros() as u64;
             // Audit records reach audit streams only once durable. A batch whose audit records
-            // nobody waits for (blacklist checks) is synced with the next batch, or at once
-            // when no other command is waiting.
-            let must_sync = batch.must_sync || (batch.audit_head.is_some() && rx.is_empty());
+            // nobody waits for (blacklist checks, deliveries) is synced with the next batch, or
+            // at once when no other command is waiting and someone is streaming the audit.
+            let must_sync = batch.must_sync
+                || (batch.audit_head.is_some()
+                    && rx.is_empty()
+                    && self.audit_watermark.receiver_count() > 0);
             // Nothing is committed once a sync has failed: the store's state on disk is then
             // unknown, and only a restart (recovery from disk) can say what survived.
             let committed = if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
