@@ -170,6 +170,8 @@ enum Command {
     RecordCheck {
         record: CheckRecord,
     },
+    /// Make everything committed durable (and so visible to audit streams).
+    Sync,
     /// Fire every timer due by the hub's clock; the reply says how many fired.
     FireTimers {
         reply: oneshot::Sender<Result<usize>>,
@@ -478,6 +480,12 @@ impl Hub {
 
     /// Notes that an instruction went out on its institution's stream. Fire and forget: it
     /// becomes durable with the next batch that is synced.
+    /// Asks the writer to sync what it committed without a sync (check and delivery
+    /// records), so that an audit stream opened now sees the chain up to its head.
+    pub async fn request_sync(&self) {
+        let _ = self.commands.send(Command::Sync).await;
+    }
+
     pub fn mark_delivered(&self, instruction_id: &str) {
         let _ = self.commands.try_send(Command::Delivered {
             instruction_id: instruction_id.to_owned(),

@@ -318,6 +318,7 @@ impl Writer {
                             w.record_check(&record, b)
                         });
                     }
+                    Command::Sync => batch.must_sync = true,
                     Command::Stop => stop = true,
                 }
             }

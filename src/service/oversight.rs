@@ -227,6 +227,7 @@ impl OversightService for OversightApi {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             let mut watermark = hub.audit_watermark();
+            hub.request_sync().await;
             let shutdown = hub.shutdown_token().clone();
             loop {
                 let upto = *watermark.borrow_and_update();
