@@ -325,11 +325,10 @@ impl Writer {
             let applied_us = started.elapsed().as_micros() as u64;
             // Audit records reach audit streams only once durable. A batch whose audit records
             // nobody waits for (blacklist checks, deliveries) is synced with the next batch, or
-            // at once when no other command is waiting and someone is streaming the audit.
-            let must_sync = batch.must_sync
-                || (batch.audit_head.is_some()
-                    && rx.is_empty()
-                    && self.audit_watermark.receiver_count() > 0);
+            // at once when no other command is waiting: an idle writer keeps sled's dirty data
+            // small, which measured faster (lower latency and more notices a second) than
+            // leaving it for the next awaited sync.
+            let must_sync = batch.must_sync || (batch.audit_head.is_some() && rx.is_empty());
             // Nothing is committed once a sync has failed: the store's state on disk is then
             // unknown, and only a restart (recovery from disk) can say what survived.
             let committed = if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
