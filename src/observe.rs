@@ -31,8 +31,16 @@ pub struct Observe<S> {
     metrics: Arc<Metrics>,
 }
 
+/// The caller of a request as `role:org`, worked out once by the outermost layer and kept in
+/// the request's extensions for the layers inside it.
+#[derive(Clone)]
+struct CallerKey(Option<String>);
+
 /// The caller named by the connection's client certificate, as `role:org`; None without one.
 pub fn caller_key<B>(req: &http::Request<B>) -> Option<String> {
+    if let Some(CallerKey(key)) = req.extensions().get::<CallerKey>() {
+        return key.clone();
+    }
     req.extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(|info| info.peer_certs())
@@ -57,9 +65,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_owned();
-        let who = caller_key(&req).unwrap_or_else(|| "unknown".to_owned());
+        let key = caller_key(&req);
+        req.extensions_mut().insert(CallerKey(key.clone()));
+        let who = key.unwrap_or_else(|| "unknown".to_owned());
         let metrics = self.metrics.clone();
         // The ready service handles this request; a fresh clone waits for the next.
         let clone = self.inner.clone();
