@@ -21,7 +21,6 @@ use stophub::proto::stophub::bank::v1::{
     SyncKind,
 };
 use stophub::proto::stophub::common::v1 as pb;
-use stophub::proto::stophub::oversight::v1::ListInstructionsRequest;
 use stophub::proto::stophub::police::v1::{
     GetNoticeRequest, ListSubjectRequest, Notice, ReleaseRequest, RenewFreezeRequest,
     WatchNoticeRequest,
@@ -70,31 +69,6 @@ async fn stops(hub: &TestHub, prefix: &str, institution: &str, n: usize) -> Vec<
         );
     }
     ids
-}
-
-/// Every instruction at `institution` in one of `states`.
-async fn listed(hub: &TestHub, institution: &str, states: &[pb::InstructionState]) -> Vec<String> {
-    let mut oversight = hub.oversight("PBOC").await;
-    let mut ids = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = oversight
-            .list_instructions(ListInstructionsRequest {
-                institution_code: institution.into(),
-                states: states.iter().map(|s| *s as i32).collect(),
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("list instructions")
-            .into_inner();
-        ids.extend(page.instructions.into_iter().map(|i| i.instruction_id));
-        if page.next_page_token.is_empty() {
-            return ids;
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 /// The hub's count of open bank delivery streams, from its metrics endpoint.

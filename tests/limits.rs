@@ -16,7 +16,7 @@ use stophub::limits::CallerLimits;
 use stophub::participants;
 use stophub::proto::stophub::bank::v1::{CheckSubjectRequest, SubscribeRequest};
 use stophub::proto::stophub::common::v1 as pb;
-use stophub::proto::stophub::oversight::v1::{ListInstructionsRequest, VerifyAuditRequest};
+use stophub::proto::stophub::oversight::v1::VerifyAuditRequest;
 use stophub::proto::stophub::police::v1::GetNoticeRequest;
 use stophub::proto::stophub::police::v1::police_service_client::PoliceServiceClient;
 use tonic::Code;
@@ -32,21 +32,6 @@ fn limited(requests_per_second: u32, max_streams: usize, max_backlog: u64) -> Hu
     }
 }
 
-/// Instructions addressed to `institution`, through oversight.
-async fn instructions_at(hub: &TestHub, institution: &str) -> Vec<pb::Instruction> {
-    hub.oversight("PBOC")
-        .await
-        .list_instructions(ListInstructionsRequest {
-            institution_code: institution.into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("list instructions")
-        .into_inner()
-        .instructions
-}
-
 #[tokio::test]
 async fn an_oversized_message_is_refused_and_the_connection_carries_on() {
     let hub = TestHub::start().await;
@@ -58,7 +43,7 @@ async fn an_oversized_message_is_refused_and_the_connection_carries_on() {
     let err = police.submit_notice(big).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert!(err.message().contains("too large"), "{err:?}");
-    assert!(instructions_at(&hub, "ICBC").await.is_empty());
+    assert!(listed(&hub, "ICBC", &[]).await.is_empty());
     // The same connection still serves a normal notice.
     let ok = police
         .submit_notice(notice(
@@ -179,8 +164,8 @@ async fn a_far_behind_institution_gets_no_more_notices_until_it_answers() {
         "{err:?}"
     );
     // Nothing of the refused notice was stored, not even for ICBC.
-    assert!(instructions_at(&hub, "ICBC").await.is_empty());
-    assert_eq!(instructions_at(&hub, "CMB").await.len(), 2);
+    assert!(listed(&hub, "ICBC", &[]).await.is_empty());
+    assert_eq!(listed(&hub, "CMB", &[]).await.len(), 2);
     // Other institutions are not held back.
     submit(
         &hub,
@@ -382,7 +367,7 @@ async fn a_nearly_full_disk_refuses_writes_and_recovers_when_space_returns() {
         })
         .await
         .expect("reads are served while writes are refused");
-    assert!(instructions_at(&hub, "CCB").await.is_empty());
+    assert!(listed(&hub, "CCB", &[]).await.is_empty());
 
     // Space returns: the same request is taken, with no restart.
     std::fs::remove_file(&filler).unwrap();
@@ -395,7 +380,7 @@ async fn a_nearly_full_disk_refuses_writes_and_recovers_when_space_returns() {
         scrape(hub.metrics_addr).await["stophub_writes_refused"],
         0.0
     );
-    assert_eq!(instructions_at(&hub, "CCB").await.len(), 1);
+    assert_eq!(listed(&hub, "CCB", &[]).await.len(), 1);
     let audit = hub
         .oversight("PBOC")
         .await

@@ -482,3 +482,35 @@ pub async fn scrape(addr: std::net::SocketAddr) -> std::collections::HashMap<Str
         })
         .collect()
 }
+
+/// The ids of every instruction at `institution` in one of `states` (any state when empty),
+/// through oversight, page by page.
+pub async fn listed(
+    hub: &TestHub,
+    institution: &str,
+    states: &[pb::InstructionState],
+) -> Vec<String> {
+    let mut oversight = hub.oversight("PBOC").await;
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = oversight
+            .list_instructions(
+                stophub::proto::stophub::oversight::v1::ListInstructionsRequest {
+                    institution_code: institution.into(),
+                    states: states.iter().map(|s| *s as i32).collect(),
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("list instructions")
+            .into_inner();
+        ids.extend(page.instructions.into_iter().map(|i| i.instruction_id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
+    }
+}
